@@ -1,0 +1,75 @@
+"""The one converter: records ⇄ bytes for everything that travels between programs.
+
+Messages on Redis are JSON objects tagged with their record's class name (``{"record":
+"PlaceOrder", ...}``); integers stay integers, enums travel by value and ``Decimal`` as a string.
+orjson writes and reads them; cattrs builds the typed records back, validating enums and types.
+Public JSON (the contract's decimal strings) is :mod:`exchange.views`' job, not this module's.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import cattrs
+import orjson
+
+from exchange import models
+from exchange.models import Balance, OrderView
+
+converter = cattrs.Converter()
+converter.register_unstructure_hook(Decimal, str)
+converter.register_structure_hook(Decimal, lambda value, _: Decimal(str(value)))
+
+_RECORDS: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (
+        models.PlaceOrder, models.CancelOrder, models.CancelAll, models.Deposit, models.Withdraw,
+        models.GetDepth, models.GetOpenOrders, models.GetOrder, models.GetBalances,
+        models.Rejection, models.OrderView, models.Depth,
+        models.OrderUpdated, models.TradeExecuted, models.BalanceChanged, models.DepthChanged,
+    )
+}
+
+
+def to_message(record: Any) -> dict:
+    """A record (or a list of OrderViews, or a balances dict) → a JSON-ready tagged dict."""
+    if isinstance(record, list):
+        return {"record": "OrderViews", "items": [converter.unstructure(item) for item in record]}
+    if isinstance(record, dict):
+        return {"record": "Balances", "items": converter.unstructure(record)}
+    data = converter.unstructure(record)
+    data["record"] = type(record).__name__
+    return data
+
+
+def from_message(data: dict) -> Any:
+    """Inverse of :func:`to_message`. Raises ``cattrs`` errors or KeyError on bad input."""
+    kind = data.pop("record")
+    if kind == "OrderViews":
+        return converter.structure(data["items"], list[OrderView])
+    if kind == "Balances":
+        return converter.structure(data["items"], dict[str, Balance])
+    return converter.structure(data, _RECORDS[kind])
+
+
+def encode(record: Any) -> bytes:
+    return orjson.dumps(to_message(record))
+
+
+def decode(raw: bytes | str) -> Any:
+    return from_message(orjson.loads(raw))
+
+
+def dumps(data: Any) -> bytes:
+    """Plain JSON out (orjson)."""
+    return orjson.dumps(data)
+
+
+def loads_exact(raw: bytes | str) -> Any:
+    """Plain JSON in, reading every number with a fraction as an exact ``Decimal``.
+
+    orjson would read ``100.1`` as a binary float; money must never pass through one.
+    """
+    return json.loads(raw, parse_float=Decimal)

@@ -1,0 +1,271 @@
+"""The records every program shares: enums, commands, replies and events.
+
+Inside these records money is integers: ``price`` in ticks, ``quantity`` in lots and amounts in
+an asset's minor units (see :mod:`exchange.markets`). :mod:`exchange.codec` turns them into the
+contract's decimal strings at the edges.
+
+Commands change state and go through the durable log; queries only read. The engine answers
+each with a reply (a record or a :class:`Rejection`) and, for commands, a list of events.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from exchange.errors import ErrorCode
+
+
+class Side(enum.StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class OrderType(enum.StrEnum):
+    LIMIT = "limit"
+    MARKET = "market"
+
+
+class TimeInForce(enum.StrEnum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+
+
+class SelfTradePrevention(enum.StrEnum):
+    CANCEL_TAKER = "cancel_taker"
+    CANCEL_MAKER = "cancel_maker"
+    CANCEL_BOTH = "cancel_both"
+
+
+class OrderStatus(enum.StrEnum):
+    NEW = "new"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+    @property
+    def is_open(self) -> bool:
+        return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+
+
+# --- commands (state-changing, logged) ---------------------------------------------------------
+
+
+@attrs.frozen
+class PlaceOrder:
+    """Place an order. A market buy gives ``quantity`` or ``quote_quantity`` (quote minor units)."""
+
+    user_id: str
+    market: str
+    side: Side
+    type: OrderType = OrderType.LIMIT
+    price: int | None = None
+    quantity: int | None = None
+    quote_quantity: int | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    post_only: bool = False
+    client_order_id: str | None = None
+    self_trade_prevention: SelfTradePrevention = SelfTradePrevention.CANCEL_TAKER
+
+
+@attrs.frozen
+class CancelOrder:
+    """Cancel one open order of ``user_id`` by engine id or by client id."""
+
+    user_id: str
+    market: str
+    order_id: int | None = None
+    client_order_id: str | None = None
+
+
+@attrs.frozen
+class CancelAll:
+    """Cancel every open order of ``user_id`` (in one market, or all)."""
+
+    user_id: str
+    market: str | None = None
+
+
+@attrs.frozen
+class Deposit:
+    user_id: str
+    asset: str
+    amount: int
+
+
+@attrs.frozen
+class Withdraw:
+    user_id: str
+    asset: str
+    amount: int
+
+
+Command = PlaceOrder | CancelOrder | CancelAll | Deposit | Withdraw
+
+
+# --- queries (read-only, not logged) -----------------------------------------------------------
+
+
+@attrs.frozen
+class GetDepth:
+    market: str
+    limit: int | None = None
+
+
+@attrs.frozen
+class GetOpenOrders:
+    user_id: str
+    market: str | None = None
+
+
+@attrs.frozen
+class GetOrder:
+    user_id: str
+    order_id: int | None = None
+    client_order_id: str | None = None
+
+
+@attrs.frozen
+class GetBalances:
+    user_id: str
+
+
+Query = GetDepth | GetOpenOrders | GetOrder | GetBalances
+
+
+# --- replies -----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Rejection:
+    """A refused command or query; nothing changed."""
+
+    code: ErrorCode
+    message: str
+
+
+@attrs.frozen
+class Fill:
+    """One trade of an order, as the order's owner sees it."""
+
+    trade_id: int
+    price: int
+    quantity: int
+
+
+@attrs.frozen
+class OrderView:
+    """An order's state at one moment (what the contract calls an order object)."""
+
+    order_id: int
+    user_id: str
+    client_order_id: str | None
+    market: str
+    side: Side
+    type: OrderType
+    price: int | None
+    quantity: int | None
+    quote_quantity: int | None
+    executed_quantity: int
+    executed_quote_quantity: int
+    status: OrderStatus
+    time_in_force: TimeInForce
+    post_only: bool
+    self_trade_prevention: SelfTradePrevention
+    created_at: int
+    updated_at: int
+    fills: tuple[Fill, ...] = ()
+
+
+@attrs.frozen
+class Balance:
+    available: int
+    locked: int
+
+
+@attrs.frozen
+class Depth:
+    """Aggregated levels, best first: ``(price_ticks, quantity_lots)``."""
+
+    market: str
+    bids: tuple[tuple[int, int], ...]
+    asks: tuple[tuple[int, int], ...]
+    last_update_id: int
+    timestamp: int
+
+
+Reply = OrderView | list[OrderView] | dict[str, Balance] | Depth | Rejection
+
+
+# --- events (what downstream consumers see) ----------------------------------------------------
+
+
+@attrs.frozen
+class OrderUpdated:
+    """An order was accepted, filled, cancelled, expired or rejected (``order.status`` says)."""
+
+    order: OrderView
+
+
+@attrs.frozen
+class TradeExecuted:
+    trade_id: int
+    market: str
+    price: int
+    quantity: int
+    quote_quantity: int
+    taker_side: Side
+    buy_order_id: int
+    sell_order_id: int
+    buyer_id: str
+    seller_id: str
+    timestamp: int
+
+    @property
+    def is_buyer_maker(self) -> bool:
+        return self.taker_side is Side.SELL
+
+
+@attrs.frozen
+class BalanceChanged:
+    """A user's balance of one asset after a command (absolute values)."""
+
+    user_id: str
+    asset: str
+    available: int
+    locked: int
+
+
+@attrs.frozen
+class DepthChanged:
+    """Levels of one book changed; quantities are absolute, 0 removes the level.
+
+    Each changed level takes one update id, so ``last_update_id - first_update_id + 1`` equals
+    the number of levels in ``bids`` and ``asks``, and consecutive events chain without gaps.
+    """
+
+    market: str
+    first_update_id: int
+    last_update_id: int
+    bids: tuple[tuple[int, int], ...]
+    asks: tuple[tuple[int, int], ...]
+    timestamp: int
+
+
+Event = OrderUpdated | TradeExecuted | BalanceChanged | DepthChanged
+
+
+@attrs.frozen
+class Outcome:
+    """What applying one command produced."""
+
+    reply: Reply
+    events: list[Event] = attrs.Factory(list)
