@@ -25,10 +25,22 @@ converter.register_structure_hook(Decimal, lambda value, _: Decimal(str(value)))
 _RECORDS: dict[str, type] = {
     cls.__name__: cls
     for cls in (
-        models.PlaceOrder, models.CancelOrder, models.CancelAll, models.Deposit, models.Withdraw,
-        models.GetDepth, models.GetOpenOrders, models.GetOrder, models.GetBalances,
-        models.Rejection, models.OrderView, models.Depth,
-        models.OrderUpdated, models.TradeExecuted, models.BalanceChanged, models.DepthChanged,
+        models.PlaceOrder,
+        models.CancelOrder,
+        models.CancelAll,
+        models.Deposit,
+        models.Withdraw,
+        models.GetDepth,
+        models.GetOpenOrders,
+        models.GetOrder,
+        models.GetBalances,
+        models.Rejection,
+        models.OrderView,
+        models.Depth,
+        models.OrderUpdated,
+        models.TradeExecuted,
+        models.BalanceChanged,
+        models.DepthChanged,
     )
 }
 

@@ -71,7 +71,9 @@ class Market:
                 "max_lots": to_steps(self.max_quantity, self.lot_size),
             }
         except MoneyError as exc:
-            raise ConfigError(f"market {self.symbol}: steps do not fit its assets ({exc})") from None
+            raise ConfigError(
+                f"market {self.symbol}: steps do not fit its assets ({exc})"
+            ) from None
         if min(derived.values()) <= 0:
             raise ConfigError(f"market {self.symbol}: steps and limits must be positive")
         derived["price_decimals"] = step_decimals(self.tick_size)

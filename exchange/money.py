@@ -33,7 +33,7 @@ def parse_decimal(value: object) -> Decimal:
     Raises:
         MoneyError: with a message fit for a client.
     """
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise MoneyError("must be a decimal string or an exact number")
     if isinstance(value, int):
         if value < 0:
@@ -50,7 +50,7 @@ def parse_decimal(value: object) -> Decimal:
     else:
         raise MoneyError("must be a decimal string")
     if not _DECIMAL_TEXT.fullmatch(text):
-        raise MoneyError("must be a plain decimal like \"100.5\"")
+        raise MoneyError('must be a plain decimal like "100.5"')
     return Decimal(text)
 
 

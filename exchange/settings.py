@@ -69,7 +69,9 @@ def load() -> Settings:
         redis_url=_str("REDIS_URL", Settings.redis_url),
         database_url=_str("DATABASE_URL", Settings.database_url),
         markets_file=os.environ.get("EXCHANGE_MARKETS_FILE") or None,
-        snapshot_every_commands=_int("ENGINE_SNAPSHOT_EVERY_COMMANDS", Settings.snapshot_every_commands),
+        snapshot_every_commands=_int(
+            "ENGINE_SNAPSHOT_EVERY_COMMANDS", Settings.snapshot_every_commands
+        ),
         snapshot_every_s=_float("ENGINE_SNAPSHOT_EVERY_S", Settings.snapshot_every_s),
         snapshots_kept=_int("ENGINE_SNAPSHOTS_KEPT", Settings.snapshots_kept),
         command_batch=_int("ENGINE_COMMAND_BATCH", Settings.command_batch),

@@ -23,7 +23,9 @@ from exchange.models import (
 )
 
 
-def order_json(config: MarketConfig, order: OrderView, *, with_fills: bool = True) -> dict[str, Any]:
+def order_json(
+    config: MarketConfig, order: OrderView, *, with_fills: bool = True
+) -> dict[str, Any]:
     """The contract's order object (``fills`` only when asked)."""
     market = config.markets[order.market]
     out = {

@@ -67,7 +67,9 @@ def validate_order(cmd: PlaceOrder, market: Market) -> Rejection | None:
     """Check a new order against its market's limits; ``None`` when it is well formed."""
     if cmd.type is OrderType.LIMIT:
         if cmd.price is None or not 0 < cmd.price <= market.max_ticks:
-            return Rejection(ErrorCode.INVALID_PRICE, "limit orders need a price within the market's range")
+            return Rejection(
+                ErrorCode.INVALID_PRICE, "limit orders need a price within the market's range"
+            )
         if cmd.quote_quantity is not None:
             return Rejection(ErrorCode.INVALID_ORDER, "quote_quantity is only for market buys")
     else:
@@ -79,9 +81,13 @@ def validate_order(cmd: PlaceOrder, market: Market) -> Rejection | None:
             return Rejection(ErrorCode.INVALID_ORDER, "FOK applies to limit orders only")
         if cmd.quote_quantity is not None:
             if cmd.side is SELL:
-                return Rejection(ErrorCode.INVALID_QUANTITY, "quote_quantity is only for market buys")
+                return Rejection(
+                    ErrorCode.INVALID_QUANTITY, "quote_quantity is only for market buys"
+                )
             if cmd.quantity is not None:
-                return Rejection(ErrorCode.INVALID_QUANTITY, "give quantity or quote_quantity, not both")
+                return Rejection(
+                    ErrorCode.INVALID_QUANTITY, "give quantity or quote_quantity, not both"
+                )
             if cmd.quote_quantity <= 0:
                 return Rejection(ErrorCode.INVALID_QUANTITY, "quote_quantity must be positive")
             return _validate_client_id(cmd)
@@ -99,7 +105,9 @@ def validate_order(cmd: PlaceOrder, market: Market) -> Rejection | None:
 def _validate_client_id(cmd: PlaceOrder) -> Rejection | None:
     cid = cmd.client_order_id
     if cid is not None and not 0 < len(cid) <= MAX_CLIENT_ORDER_ID_LENGTH:
-        return Rejection(ErrorCode.INVALID_CLIENT_ORDER_ID, "client_order_id must be 1 to 36 characters")
+        return Rejection(
+            ErrorCode.INVALID_CLIENT_ORDER_ID, "client_order_id must be 1 to 36 characters"
+        )
     return None
 
 
@@ -194,11 +202,17 @@ class Engine:
             order.status = OrderStatus.EXPIRED
         elif order.quote_quantity is not None:
             # A buy by quote amount is done once its leftover cannot buy another lot.
-            order.status = OrderStatus.FILLED if out_of_funds and order.executed_quantity else OrderStatus.EXPIRED
+            order.status = (
+                OrderStatus.FILLED
+                if out_of_funds and order.executed_quantity
+                else OrderStatus.EXPIRED
+            )
         elif order.remaining == 0:
             order.status = OrderStatus.FILLED
         elif order.type is OrderType.LIMIT and order.time_in_force is TimeInForce.GTC:
-            order.status = OrderStatus.PARTIALLY_FILLED if order.executed_quantity else OrderStatus.NEW
+            order.status = (
+                OrderStatus.PARTIALLY_FILLED if order.executed_quantity else OrderStatus.NEW
+            )
         else:
             order.status = OrderStatus.EXPIRED
         if order.status.is_open:
@@ -277,7 +291,12 @@ class Engine:
         return fillable
 
     def _match(
-        self, market: Market, book: Book, taker: Order, events: list[Event], makers: dict[int, Order]
+        self,
+        market: Market,
+        book: Book,
+        taker: Order,
+        events: list[Event],
+        makers: dict[int, Order],
     ) -> tuple[bool, bool]:
         """Trade ``taker`` against the book in price-time priority at the makers' prices.
 
@@ -315,7 +334,13 @@ class Engine:
         return False, False
 
     def _trade(
-        self, market: Market, book: Book, taker: Order, maker: Order, price: int, lots: int,
+        self,
+        market: Market,
+        book: Book,
+        taker: Order,
+        maker: Order,
+        price: int,
+        lots: int,
         events: list[Event],
     ) -> None:
         """Execute ``lots`` at ``price`` and settle both sides."""
@@ -328,12 +353,26 @@ class Engine:
             buyer, seller = maker, taker
             buyer_fee_bps, seller_fee_bps = market.maker_fee_bps, market.taker_fee_bps
         # A limit buy locked its own price; trading lower returns the difference.
-        buyer_unlock = quote if buyer.type is OrderType.MARKET else market.quote_units(buyer.price, lots)
+        buyer_unlock = (
+            quote if buyer.type is OrderType.MARKET else market.quote_units(buyer.price, lots)
+        )
         ledger = self.ledger
-        ledger.pay(buyer.user_id, market.quote.name, buyer_unlock, quote, seller.user_id,
-                   quote * seller_fee_bps // 10_000)
-        ledger.pay(seller.user_id, market.base.name, base, base, buyer.user_id,
-                   base * buyer_fee_bps // 10_000)
+        ledger.pay(
+            buyer.user_id,
+            market.quote.name,
+            buyer_unlock,
+            quote,
+            seller.user_id,
+            quote * seller_fee_bps // 10_000,
+        )
+        ledger.pay(
+            seller.user_id,
+            market.base.name,
+            base,
+            base,
+            buyer.user_id,
+            base * buyer_fee_bps // 10_000,
+        )
         buyer.locked -= buyer_unlock
         seller.locked -= base
 
@@ -354,8 +393,19 @@ class Engine:
         else:
             maker.status = OrderStatus.PARTIALLY_FILLED
         events.append(
-            TradeExecuted(trade_id, market.symbol, price, lots, quote, taker.side,
-                          buyer.order_id, seller.order_id, buyer.user_id, seller.user_id, now)
+            TradeExecuted(
+                trade_id,
+                market.symbol,
+                price,
+                lots,
+                quote,
+                taker.side,
+                buyer.order_id,
+                seller.order_id,
+                buyer.user_id,
+                seller.user_id,
+                now,
+            )
         )
 
     # --- cancelling ----------------------------------------------------------------------------
@@ -374,7 +424,9 @@ class Engine:
         order.updated_at = self.now
         self._retire(order)
 
-    def _find_open(self, user_id: str, order_id: int | None, client_order_id: str | None) -> Order | None:
+    def _find_open(
+        self, user_id: str, order_id: int | None, client_order_id: str | None
+    ) -> Order | None:
         if order_id is None and client_order_id is not None:
             order_id = self.client_ids.get((user_id, client_order_id))
         if order_id is None:
@@ -397,13 +449,18 @@ class Engine:
         if cmd.market is not None and cmd.market not in self.config.markets:
             return reject(ErrorCode.INVALID_MARKET, f"unknown market {cmd.market!r}")
         chosen = [
-            order for order in self.open_orders.get(cmd.user_id, {}).values()
+            order
+            for order in self.open_orders.get(cmd.user_id, {}).values()
             if cmd.market is None or order.market == cmd.market
         ]
         events: list[Event] = []
         for order in chosen:
-            self._take_off_book(self.config.markets[order.market], self.books[order.market], order,
-                                OrderStatus.CANCELLED)
+            self._take_off_book(
+                self.config.markets[order.market],
+                self.books[order.market],
+                order,
+                OrderStatus.CANCELLED,
+            )
             events.append(OrderUpdated(order.view()))
         events.extend(self.ledger.take_changes())
         for symbol in sorted({order.market for order in chosen}):
@@ -413,7 +470,11 @@ class Engine:
     def _retire(self, order: Order) -> None:
         """An order closed: forget it as open and, past the retention, forget it entirely."""
         open_orders = self.open_orders.get(order.user_id)
-        if open_orders is not None and open_orders.pop(order.order_id, None) is not None and not open_orders:
+        if (
+            open_orders is not None
+            and open_orders.pop(order.order_id, None) is not None
+            and not open_orders
+        ):
             del self.open_orders[order.user_id]
         self.closed.append(order.order_id)
         while len(self.closed) > self.closed_order_retention:

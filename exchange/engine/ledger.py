@@ -68,8 +68,9 @@ class Ledger:
             entry[1] -= amount
             entry[0] += amount
 
-    def pay(self, payer: str, asset: str, from_locked: int, amount: int, payee: str,
-            fee: int) -> None:
+    def pay(
+        self, payer: str, asset: str, from_locked: int, amount: int, payee: str, fee: int
+    ) -> None:
         """Settle one leg of a trade.
 
         The payer's lock shrinks by ``from_locked``; ``amount`` of it goes to the payee (less
@@ -87,7 +88,8 @@ class Ledger:
     def take_changes(self) -> list[BalanceChanged]:
         """One event per balance touched since the last call."""
         changes = [
-            BalanceChanged(user, asset, *self.balances[user][asset]) for user, asset in self._touched
+            BalanceChanged(user, asset, *self.balances[user][asset])
+            for user, asset in self._touched
         ]
         self._touched.clear()
         return changes
