@@ -2,9 +2,8 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# The active virtualenv's python (CI puts .venv-ci/bin first on PATH), else the repo's .venv.
-# Importing exchange.localservers proves the project and its dependencies are installed there.
-python := `if [[ -n "${VIRTUAL_ENV:-}" ]] || python -c 'import exchange.localservers, pytest_timeout' >/dev/null 2>&1; then echo python; else echo .venv/bin/python; fi`
+# The project's virtualenv (made by `just setup`), else whatever python3 is on PATH.
+python := if path_exists(".venv/bin/python") == "true" { ".venv/bin/python" } else { "python3" }
 
 # List the recipes.
 default:
@@ -14,6 +13,14 @@ default:
 setup:
     [[ -d .venv ]] || python3 -m venv .venv
     .venv/bin/pip install -e '.[dev]'
+
+# Start the whole exchange (private Redis/PostgreSQL unless REDIS_URL/DATABASE_URL are set).
+up:
+    {{ python }} -m exchange.devstack
+
+# Start it with API keys instead of dev auth; prints the admin token.
+up-secure:
+    {{ python }} -m exchange.devstack --secure
 
 # Run the test suite (starts private Redis and PostgreSQL servers; needs their binaries).
 test:

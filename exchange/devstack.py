@@ -1,0 +1,268 @@
+"""`just up`: the whole exchange on one machine, for development.
+
+Uses ``REDIS_URL`` / ``DATABASE_URL`` when they are set; otherwise starts private Redis (AOF on)
+and PostgreSQL servers under the data directory (``EXCHANGE_DATA_DIR``, default ``./var``) on
+ports of their own, never touching a server the user did not name. Then it starts the four
+programs with prefixed, coloured logs (also written to ``<data dir>/logs``), restarts any that
+crashes, waits until the stack is ready, funds demo users on first start and prints where to go.
+Ctrl-C (or ``just down``) stops everything; the data survives until ``just reset``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import sys
+import urllib.request
+from pathlib import Path
+
+import trio
+
+from exchange.localservers import PostgresServer, RedisServer, free_port
+from exchange.markets import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAMS = ("engine", "db", "api", "ws")
+COLOURS = {"engine": "35", "db": "34", "api": "32", "ws": "36", "up": "1"}
+DEMO_USERS = ("1", "2", "3", "4", "5")
+DEMO_AMOUNT = "1000000"
+RESTART_DELAY_S = 1.0
+READY_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 15.0
+
+
+def say(name: str, line: str) -> None:
+    colour = COLOURS.get(name, "0")
+    tty = sys.stdout.isatty()
+    prefix = f"\033[{colour}m{name:>6} |\033[0m" if tty else f"{name:>6} |"
+    print(f"{prefix} {line}", flush=True)
+
+
+class Stack:
+    """Private servers and settings of one `up` run."""
+
+    def __init__(self, data_dir: Path, secure: bool) -> None:
+        self.data_dir = data_dir
+        self.secure = secure
+        self.redis: RedisServer | None = None
+        self.postgres: PostgresServer | None = None
+        self.env: dict[str, str] = {}
+
+    def _state(self) -> dict:
+        path = self.data_dir / "stack.json"
+        state = json.loads(path.read_text()) if path.exists() else {}
+        state.setdefault("redis_port", free_port())
+        state.setdefault("postgres_port", free_port())
+        state.setdefault("admin_token", secrets.token_urlsafe(24))
+        state.setdefault("secret_key", secrets.token_urlsafe(32))
+        path.write_text(json.dumps(state, indent=2))
+        return state
+
+    def start_servers(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "logs").mkdir(exist_ok=True)
+        state = self._state()
+        redis_url = os.environ.get("REDIS_URL")
+        if not redis_url:
+            say("up", f"starting private Redis (AOF) in {self.data_dir / 'redis'}")
+            self.redis = RedisServer.start(self.data_dir / "redis", port=state["redis_port"])
+            redis_url = self.redis.url
+        database_url = os.environ.get("DATABASE_URL")
+        if not database_url:
+            say("up", f"starting private PostgreSQL in {self.data_dir / 'postgres'}")
+            self.postgres = PostgresServer.start(
+                self.data_dir / "postgres", port=state["postgres_port"]
+            )
+            database_url = self.postgres.create_database("exchange")
+        self.env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": database_url,
+            "EXCHANGE_AUTH": "apikey" if self.secure else os.environ.get("EXCHANGE_AUTH", "dev"),
+            "EXCHANGE_ADMIN_TOKEN": os.environ.get("EXCHANGE_ADMIN_TOKEN") or state["admin_token"],
+            "EXCHANGE_SECRET_KEY": os.environ.get("EXCHANGE_SECRET_KEY") or state["secret_key"],
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def stop_servers(self) -> None:
+        for server in (self.postgres, self.redis):
+            if server is not None:
+                server.stop()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.env.get('API_PORT', '8000')}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.env.get('WS_PORT', '8080')}"
+
+
+async def supervise(name: str, stack: Stack, logs: Path) -> None:
+    """Run ``bin/<name>`` until cancelled, restarting it whenever it exits on its own."""
+    restarts = 0
+    with open(logs / f"{name}.log", "ab") as log:
+        while True:
+            process = await trio.lowlevel.open_process(
+                [sys.executable, str(ROOT / "bin" / name)],
+                env=stack.env,
+                stdout=-1,  # subprocess.PIPE
+                stderr=-2,  # subprocess.STDOUT
+                start_new_session=True,
+            )
+            try:
+                await _pump(name, process.stdout, log)
+                code = await process.wait()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await _terminate(process)
+            restarts += 1
+            say(name, f"exited with code {code}; restarting (restart #{restarts})")
+            await trio.sleep(RESTART_DELAY_S)
+
+
+async def _pump(name: str, stream, log) -> None:
+    buffer = b""
+    async for chunk in stream:
+        log.write(chunk)
+        log.flush()
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            say(name, line.decode(errors="replace"))
+
+
+async def _terminate(process: trio.Process) -> None:
+    if process.returncode is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    with trio.move_on_after(STOP_TIMEOUT_S):
+        await process.wait()
+        return
+    process.kill()
+    await process.wait()
+
+
+def _http(
+    method: str, url: str, body: dict | None = None, token: str | None = None
+) -> tuple[int, bytes]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("X-ADMIN-TOKEN", token)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+async def wait_ready(stack: Stack) -> None:
+    """Poll ``/readyz`` (Redis, engine heartbeat, PostgreSQL) and the WebSocket port."""
+    with trio.fail_after(READY_TIMEOUT_S):
+        while (await trio.to_thread.run_sync(_http, "GET", stack.api_url + "/readyz"))[0] != 200:
+            await trio.sleep(0.3)
+        while True:
+            try:
+                stream = await trio.open_tcp_stream(
+                    "127.0.0.1", int(stack.env.get("WS_PORT", "8080"))
+                )
+                await stream.aclose()
+                return
+            except OSError:
+                await trio.sleep(0.3)
+
+
+async def seed(stack: Stack) -> None:
+    """Fund the demo users once (both assets of every market)."""
+    marker = stack.data_dir / "seeded"
+    if marker.exists() or stack.secure:
+        return
+    config = load_config(os.environ.get("EXCHANGE_MARKETS_FILE"))
+    token = stack.env["EXCHANGE_ADMIN_TOKEN"]
+    for user in DEMO_USERS:
+        for asset in config.assets:
+            status, body = await trio.to_thread.run_sync(
+                _http,
+                "POST",
+                stack.api_url + "/api/v1/admin/deposit",
+                {"user_id": user, "asset": asset, "amount": DEMO_AMOUNT},
+                token,
+            )
+            if status != 200:
+                raise RuntimeError(f"seeding user {user} failed: {status} {body[:200]!r}")
+    marker.write_text("demo users funded\n")
+    say("up", f"funded demo users {', '.join(DEMO_USERS)} with {DEMO_AMOUNT} of every asset")
+
+
+def banner(stack: Stack) -> str:
+    lines = [
+        "",
+        "the exchange is up",
+        f"  REST API   {stack.api_url}/api/v1   (trading page {stack.api_url}/)",
+        f"  WebSocket  {stack.ws_url}/",
+        f"  Redis      {stack.env['REDIS_URL']}",
+        f"  PostgreSQL {stack.env['DATABASE_URL']}",
+    ]
+    if stack.env["EXCHANGE_AUTH"] == "dev":
+        lines += [
+            "",
+            "  !! AUTH IS OFF (EXCHANGE_AUTH=dev): any user_id acts as that user. Local use only.",
+            "",
+            "try:",
+            f"  curl -X POST {stack.api_url}/api/v1/order -H 'Content-Type: application/json' \\",
+            '       -d \'{"market":"TATA_INR","price":"100.5","quantity":"10","side":"buy","user_id":"1"}\'',
+            f"  curl '{stack.api_url}/api/v1/depth?symbol=TATA_INR'",
+        ]
+    else:
+        lines += [
+            "",
+            f"  admin token: {stack.env['EXCHANGE_ADMIN_TOKEN']}",
+            f"  create a user: curl -X POST {stack.api_url}/api/v1/admin/users -H 'X-ADMIN-TOKEN: <token>'",
+        ]
+    lines.append("\nCtrl-C stops everything.")
+    return "\n".join(lines)
+
+
+async def run(stack: Stack) -> None:
+    await trio.to_thread.run_sync(stack.start_servers)
+    pidfile = stack.data_dir / "up.pid"
+    pidfile.write_text(str(os.getpid()))
+    try:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                for name in PROGRAMS:
+                    nursery.start_soon(supervise, name, stack, stack.data_dir / "logs")
+
+                async def announce() -> None:
+                    await wait_ready(stack)
+                    await seed(stack)
+                    say("up", banner(stack))
+
+                nursery.start_soon(announce)
+                async for signum in signals:
+                    say("up", f"{signal.Signals(signum).name}: stopping")
+                    nursery.cancel_scope.cancel()
+                    break
+    finally:
+        pidfile.unlink(missing_ok=True)
+        await trio.to_thread.run_sync(stack.stop_servers)
+        say("up", "stopped")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--secure", action="store_true", help="API keys instead of dev auth")
+    args = parser.parse_args()
+    data_dir = Path(os.environ.get("EXCHANGE_DATA_DIR", ROOT / "var")).resolve()
+    trio.run(run, Stack(data_dir, args.secure))
+
+
+if __name__ == "__main__":
+    main()
