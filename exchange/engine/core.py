@@ -202,9 +202,10 @@ class Engine:
             order.status = OrderStatus.EXPIRED
         elif order.quote_quantity is not None:
             # A buy by quote amount is done once its leftover cannot buy another lot.
+            # Spending the whole amount is done too, even when the book ran out with it.
             order.status = (
                 OrderStatus.FILLED
-                if out_of_funds and order.executed_quantity
+                if (out_of_funds or order.locked == 0) and order.executed_quantity
                 else OrderStatus.EXPIRED
             )
         elif order.remaining == 0:
@@ -311,10 +312,13 @@ class Engine:
             if price is None or not self._crosses(side, taker.price, price):
                 break
             unit_cost = market.quote_units(price, 1)
-            if spends_budget and taker.locked < unit_cost:
-                return False, True
             level = book.level(opposite, price)
             while level and taker.remaining:
+                # Before self-trade prevention looks at the maker: a buyer that cannot pay for
+                # one lot here is done, whichever maker is next (else the outcome would depend
+                # on whether the own order is first at a price or behind another).
+                if spends_budget and taker.locked < unit_cost:
+                    return False, True
                 maker = next(iter(level.values()))
                 if maker.user_id == taker.user_id:
                     stp = taker.self_trade_prevention
@@ -327,8 +331,6 @@ class Engine:
                 lots = min(taker.remaining, maker.remaining)
                 if spends_budget:
                     lots = min(lots, taker.locked // unit_cost)
-                    if lots == 0:
-                        return False, True
                 self._trade(market, book, taker, maker, price, lots, events)
                 makers[maker.order_id] = maker
         return False, False

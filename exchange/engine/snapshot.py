@@ -133,7 +133,14 @@ def loads(data: bytes, config: MarketConfig) -> Engine:
         state = orjson.loads(zlib.decompress(data))
     except (zlib.error, orjson.JSONDecodeError) as exc:
         raise SnapshotError(f"unreadable snapshot: {exc}") from None
-    return from_state(state, config)
+    if not isinstance(state, dict):
+        raise SnapshotError("not an engine snapshot")
+    try:
+        return from_state(state, config)
+    except SnapshotError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SnapshotError(f"malformed snapshot: {exc!r}") from None
 
 
 def state_hash(engine: Engine) -> str:

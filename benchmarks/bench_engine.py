@@ -1,0 +1,129 @@
+"""Benchmark the pure matching engine: apply a seeded synthetic flow one command at a time.
+
+The flow (:mod:`exchange.testing.flow`, the same generator the engine tests use) is generated up
+front and not timed: about 55% passive limit orders near the touch, 25% cancels of open orders,
+15% crossing limit orders and 5% market orders, over 3 markets and 1,000 users who are first
+funded by Deposit commands (applied before the clock starts). Each command is then applied
+through ``Engine.apply`` and timed with ``time.perf_counter_ns``.
+
+The garbage collector's existing objects (mostly the pre-generated commands) are frozen before
+timing: a long-lived engine does not hold a million pending commands, and walking them in every
+full collection would add pauses that belong to the benchmark, not to the engine.
+
+Usage: ``python benchmarks/bench_engine.py [--commands N] [--users N] [--seed N]``. The last
+line printed is one JSON object. Diagnostics: ``--gc-off`` disables the garbage collector while
+timing (to see what its full collections cost), ``--profile FILE`` runs the timed loop under
+pyinstrument (``pip install pyinstrument``; timings are then inflated) and writes its report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+from array import array
+
+from exchange.engine.core import Engine
+from exchange.markets import load_config
+from exchange.models import Rejection
+from exchange.testing.flow import START_TS_MS, Flow, replay
+
+
+def percentile_us(sorted_ns: array, fraction: float) -> float:
+    index = min(len(sorted_ns) - 1, int(fraction * len(sorted_ns)))
+    return round(sorted_ns[index] / 1000, 2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--commands", type=int, default=1_000_000)
+    parser.add_argument("--users", type=int, default=1_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--gc-off", action="store_true", help="no garbage collection while timing")
+    parser.add_argument("--profile", metavar="FILE", help="write a pyinstrument report to FILE")
+    args = parser.parse_args(argv)
+
+    config = load_config()
+    markets = sorted(config.markets)[:3]
+    started = time.perf_counter()
+    flow = Flow(config, seed=args.seed, users=args.users, markets=markets)
+    commands = flow.commands(args.commands)
+    print(
+        f"generated {len(commands):,} commands (after {len(flow.funding):,} deposits) over "
+        f"{', '.join(markets)} for {args.users:,} users in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+
+    engine = Engine(config)
+    replay(engine, flow.funding)
+    first_seq = len(flow.funding) + 1
+    durations = array("q", bytes(8 * len(commands)))
+    rejected = 0
+    apply, clock = engine.apply, time.perf_counter_ns
+    gc.collect()
+    gc.freeze()
+    if args.gc_off:
+        gc.disable()
+    profiler = None
+    if args.profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+    loop_started = clock()
+    for i, command in enumerate(commands):
+        seq = first_seq + i
+        before = clock()
+        outcome = apply(command, seq=seq, ts=START_TS_MS + seq)
+        durations[i] = clock() - before
+        if type(outcome.reply) is Rejection:
+            rejected += 1
+    wall_ns = clock() - loop_started
+    gc.enable()
+    gc.unfreeze()
+    if profiler is not None:
+        profiler.stop()
+        with open(args.profile, "w") as out:
+            out.write(profiler.output_text(unicode=True, show_all=False))
+
+    trades = engine.next_trade_id - 1
+    assert trades == flow.trades, "the replay differs from the generator's engine"
+    ordered = array("q", sorted(durations))
+    result = {
+        "commands": len(commands),
+        "commands_per_s": round(len(commands) / (wall_ns / 1e9)),
+        "p50_us": percentile_us(ordered, 0.50),
+        "p99_us": percentile_us(ordered, 0.99),
+        "p999_us": percentile_us(ordered, 0.999),
+        "max_us": round(ordered[-1] / 1000, 2),
+        "mean_us": round(sum(ordered) / len(ordered) / 1000, 2),
+        "trades": trades,
+        "rejected": rejected,
+        "open_orders": sum(len(orders) for orders in engine.open_orders.values()),
+        "users": args.users,
+        "markets": markets,
+        "seed": args.seed,
+        "gc": "off" if args.gc_off else "on",
+        "profiled": bool(args.profile),
+        "python": sys.version.split()[0],
+    }
+    print(
+        f"applied {result['commands']:,} commands in {wall_ns / 1e9:.2f} s: "
+        f"{result['commands_per_s']:,} commands/s"
+    )
+    print(
+        f"time per command (µs): p50 {result['p50_us']}  p99 {result['p99_us']}  "
+        f"p99.9 {result['p999_us']}  max {result['max_us']}  mean {result['mean_us']}"
+    )
+    print(
+        f"trades {trades:,}  rejected {rejected:,}  open orders at the end "
+        f"{result['open_orders']:,}"
+    )
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
