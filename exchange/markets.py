@@ -7,6 +7,7 @@ factors the engine needs, so matching never touches a ``Decimal``.
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 from decimal import Decimal
@@ -98,6 +99,7 @@ class Market:
         return ticks * lots * self.quote_per_tick_lot
 
 
+@functools.cache  # on every price and quantity the engine renders: Decimal math is slow
 def _step_units(step: Decimal) -> int:
     """A step written as an integer of its own last decimal place (``0.05`` → 5)."""
     return int(step.scaleb(step_decimals(step)))

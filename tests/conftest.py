@@ -8,12 +8,14 @@ empty Redis (FLUSHALL) and, when it asks for one, a database of its own.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
+import trio
 
 from exchange.localservers import PostgresServer, RedisServer
+from exchange.settings import Settings
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -49,3 +51,15 @@ def redis_url(redis_server: RedisServer) -> str:
 def database_url(postgres_server: PostgresServer) -> str:
     """The URL of a new, empty database for this test (left behind; the cluster is throwaway)."""
     return postgres_server.create_database(f"t_{uuid.uuid4().hex}")
+
+
+@pytest.fixture
+async def engine_service(redis_url: str, nursery: trio.Nursery) -> AsyncIterator[Settings]:
+    """The engine service (``exchange.engine.service.run``) on this test's Redis, serving in the
+    background until the test ends (then it stops cleanly: flush, snapshot). Yields its Settings;
+    talk to it with ``exchange.gateway.open_gateway(settings.redis_url)``."""
+    from exchange.engine import service
+
+    settings = Settings(redis_url=redis_url)
+    await nursery.start(service.run, settings)
+    yield settings

@@ -1,0 +1,601 @@
+"""The engine's trio shell: read the command log in batches, apply, write one pipeline per batch.
+
+::
+
+    recover  newest readable snapshot → replay the log after it (silently up to the flushed mark)
+    serve    reader     XREAD queries + commands (COUNT batch, BLOCK 50 ms), one batch ahead
+             processor  apply commands in log order, answer queries (the pure core; no I/O);
+                        every N commands or T seconds, snapshot between two batches
+             writer     per batch, in order, one MULTI/EXEC: replies, one events entry,
+                        publishes, flushed mark, heartbeat
+
+**Exactly-once outputs.** A batch's MULTI/EXEC also sets ``exchange:engine:flushed`` to the id of
+its last command, so Redis itself records how far the outputs went: all of a batch's replies,
+events and publishes are there, or none. On start the commands up to that id are replayed
+silently (their outputs are already in Redis) and those after it normally, so a crash between
+applying and flushing loses nothing and repeats nothing. A flush retried after a lost connection
+first reads the mark, since the EXEC may have landed before the connection broke.
+
+**Snapshots** capture the state between two batches and are saved only once the mark has reached
+their log id, so the mark is never behind a snapshot. ``bin/engine`` forks a child to serialise
+and save each one (``SnapshotStore.save_in_background``, copy-on-write like Redis's BGSAVE) so
+matching does not stall for the hundreds of milliseconds a large state takes; without
+``background_snapshots`` the processor serialises in line and the writer saves after the
+batch's flush.
+
+**Why XREAD and not a consumer group.** The engine is the log's only reader and its read
+position is part of its state (saved in every snapshot), so reading after the last applied id is
+enough; acknowledgements would be one more write per batch, for nothing.
+
+**Redis going away.** Every Redis call is retried with back-off on the trio clock until it
+succeeds. The read position advances only when entries are applied and a batch is flushed
+exactly once (above), so nothing is dropped or applied twice. After an outage the engine checks
+that the log was not rolled back (a Redis that restarted after losing acknowledged writes, which
+``appendfsync everysec`` allows for the last second): then it stops, and a restart recovers from
+what Redis kept, instead of silently skipping new commands whose ids are below its position.
+
+**Malformed entries** (an undecodable body, a query in the command log) are answered with an
+INVALID_REQUEST rejection and take no sequence number; replay decodes them the same way. An
+exception raised by the core (a bug) is logged and answered the same way, so one poisoned
+command cannot crash-loop the engine; replay repeats it deterministically.
+
+**Pipelining.** The three tasks overlap Redis round trips with matching; bounded channels of
+one batch keep the reader and processor at most a batch or two ahead of the writer. Everything
+the processor queues stays in ``_unwritten`` until the writer has written it.
+
+**Shutdown.** Cancellation (SIGINT/SIGTERM in ``bin/engine``) reaches the tasks at an await
+(applying a batch has none, so a batch is applied whole); the ``finally`` writes whatever is
+still queued (checking the flushed mark first, a write may have been cut short) and takes a last
+snapshot, shielded and bounded in time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Protocol, TypeVar
+
+import attrs
+import orjson
+import redis
+import trio
+
+from exchange import codec
+from exchange.bus import (
+    BODY_FIELD,
+    COMMAND_STREAM,
+    EVENT_STREAM,
+    EVENTS_FIELD,
+    FLUSHED_KEY,
+    HEARTBEAT_KEY,
+    HEARTBEAT_TTL_MS,
+    QUERY_STREAM,
+    REPLY_STREAM_PREFIX,
+    REPLY_TTL_MS,
+    RedisBridge,
+    backoff_delays,
+    id_ms,
+    parse_id,
+)
+from exchange.engine import snapshot
+from exchange.engine.core import Engine
+from exchange.engine.outputs import BatchOutput
+from exchange.engine.snapshots_store import BackgroundSave, SnapshotStore, StoredSnapshot
+from exchange.errors import ErrorCode, ExchangeError, ServiceUnavailable
+from exchange.markets import MarketConfig, load_config
+from exchange.models import Command, Outcome, Query, Rejection
+from exchange.settings import Settings
+
+log = logging.getLogger(__name__)
+
+READ_BLOCK_MS = 50  # short: a worker thread blocked in XREAD cannot be cancelled
+REPLAY_CHUNK = 2_000
+HEARTBEAT_INTERVAL_S = 1.0  # when idle; busy batches carry one each (key TTL: bus.HEARTBEAT_TTL_MS)
+SHUTDOWN_TIMEOUT_S = 10.0
+START_ID = b"0-0"
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+T = TypeVar("T")
+
+_MALFORMED_COMMAND = codec.encode(
+    Rejection(ErrorCode.INVALID_REQUEST, "malformed command: not a command record")
+)
+_MALFORMED_QUERY = codec.encode(
+    Rejection(ErrorCode.INVALID_REQUEST, "malformed query: not a query record")
+)
+_ENGINE_FAILURE = Rejection(ErrorCode.INVALID_REQUEST, "the engine could not process this request")
+
+
+class LogRolledBack(ExchangeError):
+    """The command log ends before the last command the engine applied (Redis lost writes)."""
+
+
+class UnrecoverableLog(ExchangeError):
+    """The log was trimmed and no readable snapshot covers the trimmed part."""
+
+
+@attrs.frozen
+class LogInfo:
+    length: int
+    entries_added: int
+    last_generated_id: bytes
+
+
+# --- the ports the shell talks to (Redis here; in-memory fakes in the timing tests) -------------
+
+
+class CommandLog(Protocol):
+    async def read(
+        self, command_after: bytes, query_after: bytes, count: int
+    ) -> tuple[list[Entry], list[Entry]]: ...
+    async def read_range(self, after: bytes, until: bytes, count: int) -> list[Entry]: ...
+    async def query_position(self) -> bytes: ...
+    async def flushed_id(self) -> bytes | None: ...
+    async def info(self) -> LogInfo | None: ...
+    async def flush(self, out: BatchOutput) -> None: ...
+
+
+class Snapshots(Protocol):
+    async def ids(self) -> list[bytes]: ...
+    async def load(self, log_id: bytes) -> StoredSnapshot | None: ...
+    async def save(self, snapshot: StoredSnapshot) -> None: ...
+    def save_in_background(self, engine: Engine, log_id: bytes) -> BackgroundSave: ...
+
+
+class SnapshotSchedule:
+    """Snapshot after ``every_commands`` applied commands, or ``every_s`` seconds after the
+    first command not yet in a snapshot, whichever comes first; never for an unchanged state.
+
+    Either bound caps the work a restart replays; counting time from the first unsaved change
+    (not from the last snapshot) means an engine waking from a quiet night does not snapshot
+    for its very first command.
+    """
+
+    def __init__(self, every_commands: int, every_s: float) -> None:
+        self.every_commands = every_commands
+        self.every_s = every_s
+        self.pending = 0
+        self.first_pending_at = 0.0
+
+    def note(self, commands: int, now: float) -> None:
+        if commands and not self.pending:
+            self.first_pending_at = now
+        self.pending += commands
+
+    def due(self, now: float) -> bool:
+        if self.pending == 0:
+            return False
+        return self.pending >= self.every_commands or now - self.first_pending_at >= self.every_s
+
+    def done(self) -> None:
+        self.pending = 0
+
+
+# --- the shell -----------------------------------------------------------------------------------
+
+
+class EngineService:
+    """One engine fed by a command log; see the module docstring."""
+
+    def __init__(
+        self,
+        config: MarketConfig,
+        log: CommandLog,
+        snapshots: Snapshots,
+        *,
+        batch_size: int = 512,
+        snapshot_every_commands: int = 50_000,
+        snapshot_every_s: float = 60.0,
+        background_snapshots: bool = False,
+    ) -> None:
+        self.config = config
+        self.log = log
+        self.snapshots = snapshots
+        self.batch_size = batch_size
+        self.engine = Engine(config)
+        self.last_id = START_ID  # the last command-log entry applied
+        self.query_id = START_ID  # the last query answered
+        self.schedule = SnapshotSchedule(snapshot_every_commands, snapshot_every_s)
+        # Snapshot in a forked child (SnapshotStore.save_in_background) instead of in line.
+        self.background_snapshots = background_snapshots
+        self._background: BackgroundSave | None = None
+        self.batches = 0
+        # Outputs and snapshots queued for the writer, in order, until written.
+        self._unwritten: deque[BatchOutput | StoredSnapshot] = deque()
+        self._heartbeat_at = -math.inf
+        self._outage = False
+
+    # --- recovery ------------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Load the newest readable snapshot and replay the log after it, silently up to the
+        flushed mark. Raises UnrecoverableLog when the log was trimmed past every snapshot."""
+        self.query_id = await self._retry(self.log.query_position)
+        await self._load_snapshot()
+        flushed = await self._retry(self.log.flushed_id)
+        replayed = 0
+        if flushed is not None:
+            while parse_id(self.last_id) < parse_id(flushed):
+                entries = await self._retry(
+                    self.log.read_range, self.last_id, flushed, REPLAY_CHUNK
+                )
+                if not entries:
+                    break
+                for entry_id, fields in entries:
+                    replayed += self._apply(entry_id, fields, None)
+        self.schedule.note(replayed, trio.current_time())
+        self._outage = False
+        log.info(
+            "recovered at %s (seq %d); %d commands replayed silently",
+            self.last_id.decode(),
+            self.engine.seq,
+            replayed,
+        )
+
+    async def _load_snapshot(self) -> None:
+        for log_id in await self._retry(self.snapshots.ids):
+            stored = await self._retry(self.snapshots.load, log_id)
+            if stored is None:
+                continue
+            try:
+                self.engine = snapshot.loads(stored.blob, self.config)
+            except snapshot.SnapshotError as exc:
+                log.error("snapshot %s unusable (%s); trying an older one", log_id.decode(), exc)
+                continue
+            self.last_id = stored.log_id
+            log.info("loaded snapshot %s (seq %d)", log_id.decode(), stored.seq)
+            return
+        info = await self._retry(self.log.info)
+        if info is not None and info.entries_added > info.length:
+            raise UnrecoverableLog(
+                "the command log was trimmed and no readable snapshot covers the trimmed part"
+            )
+
+    # --- serving -------------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Process batches until cancelled; write what is pending and snapshot on the way out.
+
+        Three tasks overlap Redis round trips with matching: the reader fetches batch k+1 while
+        the processor applies batch k and the writer flushes batch k-1 (one batch of slack in
+        each bounded channel). The writer writes strictly in order, so a snapshot queued after
+        batch k is saved only once batch k's outputs are in Redis.
+        """
+        try:
+            await self._write(self._heartbeat_output())  # we are up
+            self._heartbeat_at = trio.current_time()
+            async with trio.open_nursery() as nursery:
+                batches_send, batches_receive = trio.open_memory_channel[Any](1)
+                items_send, items_receive = trio.open_memory_channel[Any](1)
+                nursery.start_soon(self._read_batches, batches_send)
+                nursery.start_soon(self._write_items, items_receive)
+                task_status.started()
+                async for commands, queries in batches_receive:
+                    for item in self._process_batch(commands, queries):
+                        await items_send.send(item)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_TIMEOUT_S) as scope:
+                await self._write_pending(check_marker=True)
+                while self._background is not None:  # it waits for the flush above
+                    self._poll_background(trio.current_time())
+                    await trio.sleep(0.01)
+                if self.schedule.pending:
+                    self._unwritten.append(self._snapshot_now())
+                    await self._write_pending()
+            if scope.cancelled_caught:
+                log.error("shutdown incomplete (Redis unreachable); a restart will recover")
+
+    async def step(self) -> None:
+        """One batch, start to end: read (waiting at most READ_BLOCK_MS), apply, write, and
+        snapshot when due. The sequential form of :meth:`serve`, for tests and tools."""
+        if self._outage:
+            await self._check_not_rolled_back(self.last_id)
+        commands, queries = await self._retry(
+            self.log.read, self.last_id, self.query_id, self.batch_size
+        )
+        self._process_batch(commands, queries)
+        await self._write_pending()
+
+    async def _read_batches(self, send: trio.MemorySendChannel) -> None:
+        """Read ahead of the processor; empty reads too (they drive the idle heartbeat)."""
+        commands_after, queries_after = self.last_id, self.query_id
+        while True:
+            if self._outage:
+                await self._check_not_rolled_back(commands_after)
+            commands, queries = await self._retry(
+                self.log.read, commands_after, queries_after, self.batch_size
+            )
+            if commands:
+                commands_after = commands[-1][0]
+            if queries:
+                queries_after = queries[-1][0]
+            await send.send((commands, queries))
+
+    def _process_batch(self, commands: list[Entry], queries: list[Entry]) -> list[Any]:
+        """Apply a batch and queue what must be written: its output (or an idle heartbeat) and
+        a snapshot when one is due. Queued items stay in ``_unwritten`` until written."""
+        now = trio.current_time()
+        items: list[Any] = []
+        if commands or queries:
+            items.append(self.process(commands, queries))
+        elif now - self._heartbeat_at >= HEARTBEAT_INTERVAL_S:
+            items.append(self._heartbeat_output())
+        if items:
+            self._heartbeat_at = now
+        if self._background is not None:
+            self._poll_background(now)
+        if self.schedule.due(now) and self._background is None:
+            if self.background_snapshots:
+                self._background = self.snapshots.save_in_background(self.engine, self.last_id)
+                self.schedule.done()
+            else:
+                items.append(self._snapshot_now())
+        self._unwritten.extend(items)
+        return items
+
+    def _poll_background(self, now: float) -> None:
+        background = self._background
+        code = background.poll()
+        if code is None:
+            return
+        self._background = None
+        elapsed_ms = (time.monotonic() - background.started_at) * 1000
+        if code == 0:
+            log.info(
+                "snapshot saved at %s (seq %d) in the background, %.0f ms",
+                background.log_id.decode(),
+                background.seq,
+                elapsed_ms,
+            )
+        else:
+            log.error("background snapshot failed (exit code %d); will try again", code)
+            self.schedule.note(1, now)
+
+    async def _write_items(self, receive: trio.MemoryReceiveChannel) -> None:
+        async for item in receive:
+            await self._write(item)
+            written = self._unwritten.popleft()
+            assert written is item, "outputs are written in order"
+
+    async def _write_pending(self, *, check_marker: bool = False) -> None:
+        while self._unwritten:
+            await self._write(self._unwritten[0], check_marker=check_marker)
+            self._unwritten.popleft()
+
+    def process(self, commands: list[Entry], queries: list[Entry]) -> BatchOutput:
+        """Apply a batch's commands in log order, then answer its queries. No I/O."""
+        out = self._heartbeat_output()
+        applied = 0
+        for entry_id, fields in commands:
+            applied += self._apply(entry_id, fields, out)
+        if commands:
+            out.last_command_id = self.last_id
+            out.last_command_ms = id_ms(self.last_id)
+        for entry_id, fields in queries:
+            self._answer(fields, out)
+            self.query_id = entry_id
+        out.newest_ms = max(out.last_command_ms, id_ms(queries[-1][0]) if queries else 0)
+        out.heartbeat["lag"] = max(0, out.heartbeat["ts"] - out.last_command_ms) if commands else 0
+        out.heartbeat["seq"] = self.engine.seq
+        out.heartbeat["log_id"] = self.last_id.decode()
+        self.schedule.note(applied, trio.current_time())
+        self.batches += 1
+        return out
+
+    def _apply(self, entry_id: bytes, fields: dict[bytes, bytes], out: BatchOutput | None) -> int:
+        """Apply one log entry; returns 1 if it was a command, 0 if malformed."""
+        self.last_id = entry_id
+        try:
+            command = codec.decode(fields[BODY_FIELD])
+            if not isinstance(command, Command):
+                raise TypeError(f"{type(command).__name__} is not a command")
+        except Exception:
+            if out is not None:
+                out.reply(fields, _MALFORMED_COMMAND)
+            return 0
+        seq = self.engine.seq + 1
+        try:
+            outcome = self.engine.apply(command, seq=seq, ts=id_ms(entry_id))
+        except Exception:
+            log.exception("engine failed on command %s (seq %d)", entry_id.decode(), seq)
+            outcome = Outcome(_ENGINE_FAILURE)
+        if out is not None:
+            out.add(fields, seq, outcome)
+        return 1
+
+    def _answer(self, fields: dict[bytes, bytes], out: BatchOutput) -> None:
+        try:
+            query = codec.decode(fields[BODY_FIELD])
+            if not isinstance(query, Query):
+                raise TypeError(f"{type(query).__name__} is not a query")
+        except Exception:
+            out.reply(fields, _MALFORMED_QUERY)
+            return
+        try:
+            reply = self.engine.query(query)
+        except Exception:
+            log.exception("engine failed on query %r", query)
+            reply = _ENGINE_FAILURE
+        out.reply(fields, codec.encode(reply))
+
+    def _heartbeat_output(self) -> BatchOutput:
+        out = BatchOutput(self.config)
+        out.heartbeat = {
+            "seq": self.engine.seq,
+            "log_id": self.last_id.decode(),
+            "lag": 0,
+            "ts": int(time.time() * 1000),
+        }
+        return out
+
+    async def _write(
+        self, item: BatchOutput | StoredSnapshot, *, check_marker: bool = False
+    ) -> None:
+        """Write a batch's output exactly once, or save a snapshot; retry while Redis is away.
+
+        ``check_marker``: the item may have been written already (a write cut short).
+        """
+        if isinstance(item, StoredSnapshot):
+            await self._retry(self.snapshots.save, item)
+            log.info("snapshot saved at %s (seq %d)", item.log_id.decode(), item.seq)
+            return
+        attempted = check_marker
+
+        async def attempt() -> None:
+            nonlocal attempted
+            if attempted and item.last_command_id is not None:
+                flushed = await self.log.flushed_id()
+                if flushed is not None and parse_id(flushed) >= parse_id(item.last_command_id):
+                    return  # the earlier EXEC landed; only its answer was lost
+            attempted = True
+            await self.log.flush(item)
+
+        await self._retry(attempt)
+
+    def _snapshot_now(self) -> StoredSnapshot:
+        """The current state, tagged with the last applied entry. Synchronous: the state must
+        not change while it is serialised."""
+        started = time.perf_counter()
+        stored = StoredSnapshot(self.last_id, self.engine.seq, snapshot.dumps(self.engine))
+        self.schedule.done()
+        log.info(
+            "snapshot taken at %s (seq %d, %d bytes, %.0f ms)",
+            stored.log_id.decode(),
+            stored.seq,
+            len(stored.blob),
+            (time.perf_counter() - started) * 1000,
+        )
+        return stored
+
+    # --- Redis going away ------------------------------------------------------------------------
+
+    async def _retry(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``await fn(*args)`` until it does not raise ServiceUnavailable, backing off."""
+        delays: Iterator[float] | None = None
+        while True:
+            try:
+                return await fn(*args)
+            except ServiceUnavailable as exc:
+                delays = delays or backoff_delays()
+                delay = next(delays)
+                if not self._outage:
+                    log.warning("Redis unavailable (%s); retrying with back-off", exc)
+                self._outage = True
+                await trio.sleep(delay)
+
+    async def _check_not_rolled_back(self, position: bytes) -> None:
+        """After an outage: the log must still reach ``position`` (the last entry we read)."""
+        info = await self._retry(self.log.info)
+        self._outage = False
+        log.info("Redis is back")
+        if position == START_ID:
+            return
+        if info is None or parse_id(info.last_generated_id) < parse_id(position):
+            # Our state is ahead of the log: write nothing more of it, snapshot nothing.
+            self._unwritten.clear()
+            self.schedule.pending = 0
+            raise LogRolledBack(
+                f"the command log ends before {position.decode()}, which the engine has read"
+            )
+
+
+# --- Redis ---------------------------------------------------------------------------------------
+
+_COMMAND_STREAM = COMMAND_STREAM.encode()
+_REPLY_STREAM_PREFIX = REPLY_STREAM_PREFIX.encode()
+
+
+class RedisLog:
+    """The command and query streams, and the batch outputs, in Redis."""
+
+    def __init__(self, bus: RedisBridge, *, events_maxlen: int = 0) -> None:
+        self.bus = bus
+        self.events_maxlen = events_maxlen or None
+
+    async def read(
+        self, command_after: bytes, query_after: bytes, count: int
+    ) -> tuple[list[Entry], list[Entry]]:
+        response = await self.bus.xread(
+            {QUERY_STREAM: query_after, COMMAND_STREAM: command_after},
+            count=count,
+            block_ms=READ_BLOCK_MS,
+        )
+        commands: list[Entry] = []
+        queries: list[Entry] = []
+        for stream, entries in response:
+            if stream == _COMMAND_STREAM:
+                commands = entries
+            else:
+                queries = entries
+        return commands, queries
+
+    async def read_range(self, after: bytes, until: bytes, count: int) -> list[Entry]:
+        return await self.bus.xrange(COMMAND_STREAM, b"(" + after, until, count=count)
+
+    async def query_position(self) -> bytes:
+        # A query older than REPLY_TTL_MS has nobody waiting; younger ones (sent while the
+        # engine restarted) are answered. Redis's clock, like the stream ids.
+        seconds, micros = await self.bus.call(self.bus.client.time)
+        return b"%d-0" % max(0, seconds * 1000 + micros // 1000 - REPLY_TTL_MS)
+
+    async def flushed_id(self) -> bytes | None:
+        return await self.bus.get(FLUSHED_KEY)
+
+    async def info(self) -> LogInfo | None:
+        try:
+            data = await self.bus.call(self.bus.client.xinfo_stream, COMMAND_STREAM)
+        except redis.ResponseError:
+            return None  # no such stream yet
+        length = data["length"]
+        # entries-added exists from Redis 7.0; without it a trimmed log goes unnoticed.
+        return LogInfo(length, data.get("entries-added", length), data["last-generated-id"])
+
+    async def flush(self, out: BatchOutput) -> None:
+        events_maxlen = self.events_maxlen
+
+        def build(pipe: Any) -> None:
+            if out.replies:
+                # Reply entries older than REPLY_TTL_MS are of no use to anyone.
+                minid = f"{max(0, out.newest_ms - REPLY_TTL_MS)}-0"
+                for instance, replies in out.replies.items():
+                    stream = _REPLY_STREAM_PREFIX + instance
+                    pipe.xadd(stream, replies, minid=minid, approximate=True)
+                    pipe.pexpire(stream, REPLY_TTL_MS)
+            if out.events:
+                pipe.xadd(
+                    EVENT_STREAM,
+                    {EVENTS_FIELD: orjson.dumps(out.events)},
+                    maxlen=events_maxlen,
+                    approximate=True,
+                )
+            for channel, events in out.channels.items():
+                pipe.publish(channel, orjson.dumps(events))
+            if out.last_command_id is not None:
+                pipe.set(FLUSHED_KEY, out.last_command_id)
+            pipe.set(HEARTBEAT_KEY, orjson.dumps(out.heartbeat), px=HEARTBEAT_TTL_MS)
+
+        await self.bus.pipeline(build, transaction=True)
+
+
+async def run(settings: Settings, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """The engine program: recover, then serve until cancelled (see the module docstring)."""
+    config = load_config(settings.markets_file)
+    bus = RedisBridge(settings.redis_url, max_threads=2)
+    try:
+        service = EngineService(
+            config,
+            RedisLog(bus, events_maxlen=settings.events_maxlen),
+            SnapshotStore(bus, kept=settings.snapshots_kept),
+            batch_size=settings.command_batch,
+            snapshot_every_commands=settings.snapshot_every_commands,
+            snapshot_every_s=settings.snapshot_every_s,
+            background_snapshots=hasattr(os, "fork"),
+        )
+        await service.recover()
+        await service.serve(task_status=task_status)
+    finally:
+        bus.close()
