@@ -39,3 +39,23 @@ fmt:
 # Benchmark the matching engine.
 bench-engine:
     {{ python }} benchmarks/bench_engine.py
+
+# Benchmark the engine service through Redis: 200,000+ commands, latency at light load and saturation.
+bench-engine-service *ARGS:
+    {{ python }} benchmarks/bench_engine_service.py {{ ARGS }}
+
+# Benchmark the REST API (private stack; load generator with a progress display).
+bench-api *ARGS:
+    {{ python }} benchmarks/bench_api.py {{ ARGS }}
+
+# Benchmark WebSocket fan-out: 1,000 clients on trade@ and depth@ under ~200 trades/s.
+bench-ws *ARGS:
+    {{ python }} benchmarks/bench_ws.py {{ ARGS }}
+
+# Apply pending database migrations to $DATABASE_URL (bin/db also does this when it starts).
+migrate:
+    {{ python }} -m exchange.db.migrate
+
+# Benchmark the db writer (trades/s from a 200,000-trade backlog) and a 1-hour klines query.
+bench-db:
+    {{ python }} benchmarks/bench_db.py

@@ -49,37 +49,68 @@ class Settings:
     snapshot_every_s: float = 60.0
     snapshots_kept: int = 3
     command_batch: int = 512
+    events_maxlen: int = 0  # approximate MAXLEN of the events stream; 0 = the db writer trims
     # api
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     auth_mode: str = "apikey"
     admin_token: str = ""
     engine_timeout_s: float = 5.0
+    api_workers: int = 1
+    # Protects API secrets (see exchange.credentials); the default is public: dev only.
+    secret_key: str = "dev-only-exchange-secret-key-change-me"
+    # token buckets per process: private per API key/user, public per client IP; rate 0 = off
+    rate_limit_private_per_s: float = 1000.0
+    rate_limit_private_burst: float = 2000.0
+    rate_limit_public_per_s: float = 200.0
+    rate_limit_public_burst: float = 400.0
     # ws
     ws_host: str = "127.0.0.1"
     ws_port: int = 8080
+    ws_send_queue: int = 1024  # pending engine batches per client before it is dropped (1008)
+    # db writer
+    db_consumer: str = "db-writer-1"  # its name in the events consumer group; stable across restarts
+    db_read_count: int = 32  # events-stream entries (engine batches) per transaction
+    db_claim_idle_s: float = 30.0  # take over another consumer's entries pending this long
 
 
 def load() -> Settings:
     """Read the environment. Raises ConfigError for malformed values."""
+    # Read defaults from an instance: on a slotted attrs class, Settings.x is a descriptor.
+    defaults = Settings()
     auth_mode = _str("EXCHANGE_AUTH", "apikey")
     if auth_mode not in ("apikey", "dev"):
         raise ConfigError(f"EXCHANGE_AUTH must be 'apikey' or 'dev', not {auth_mode!r}")
     return Settings(
-        redis_url=_str("REDIS_URL", Settings.redis_url),
-        database_url=_str("DATABASE_URL", Settings.database_url),
+        redis_url=_str("REDIS_URL", defaults.redis_url),
+        database_url=_str("DATABASE_URL", defaults.database_url),
         markets_file=os.environ.get("EXCHANGE_MARKETS_FILE") or None,
         snapshot_every_commands=_int(
-            "ENGINE_SNAPSHOT_EVERY_COMMANDS", Settings.snapshot_every_commands
+            "ENGINE_SNAPSHOT_EVERY_COMMANDS", defaults.snapshot_every_commands
         ),
-        snapshot_every_s=_float("ENGINE_SNAPSHOT_EVERY_S", Settings.snapshot_every_s),
-        snapshots_kept=_int("ENGINE_SNAPSHOTS_KEPT", Settings.snapshots_kept),
-        command_batch=_int("ENGINE_COMMAND_BATCH", Settings.command_batch),
-        api_host=_str("API_HOST", Settings.api_host),
-        api_port=_int("API_PORT", Settings.api_port),
+        snapshot_every_s=_float("ENGINE_SNAPSHOT_EVERY_S", defaults.snapshot_every_s),
+        snapshots_kept=_int("ENGINE_SNAPSHOTS_KEPT", defaults.snapshots_kept),
+        command_batch=_int("ENGINE_COMMAND_BATCH", defaults.command_batch),
+        events_maxlen=_int("ENGINE_EVENTS_MAXLEN", defaults.events_maxlen),
+        api_host=_str("API_HOST", defaults.api_host),
+        api_port=_int("API_PORT", defaults.api_port),
         auth_mode=auth_mode,
         admin_token=_str("EXCHANGE_ADMIN_TOKEN", ""),
-        engine_timeout_s=_float("ENGINE_TIMEOUT_S", Settings.engine_timeout_s),
-        ws_host=_str("WS_HOST", Settings.ws_host),
-        ws_port=_int("WS_PORT", Settings.ws_port),
+        engine_timeout_s=_float("ENGINE_TIMEOUT_S", defaults.engine_timeout_s),
+        api_workers=_int("API_WORKERS", defaults.api_workers),
+        secret_key=_str("EXCHANGE_SECRET_KEY", defaults.secret_key),
+        rate_limit_private_per_s=_float(
+            "RATE_LIMIT_PRIVATE_PER_S", defaults.rate_limit_private_per_s
+        ),
+        rate_limit_private_burst=_float(
+            "RATE_LIMIT_PRIVATE_BURST", defaults.rate_limit_private_burst
+        ),
+        rate_limit_public_per_s=_float("RATE_LIMIT_PUBLIC_PER_S", defaults.rate_limit_public_per_s),
+        rate_limit_public_burst=_float("RATE_LIMIT_PUBLIC_BURST", defaults.rate_limit_public_burst),
+        ws_host=_str("WS_HOST", defaults.ws_host),
+        ws_port=_int("WS_PORT", defaults.ws_port),
+        ws_send_queue=_int("WS_SEND_QUEUE", defaults.ws_send_queue),
+        db_consumer=_str("DB_CONSUMER", defaults.db_consumer),
+        db_read_count=_int("DB_READ_COUNT", defaults.db_read_count),
+        db_claim_idle_s=_float("DB_CLAIM_IDLE_S", defaults.db_claim_idle_s),
     )
