@@ -87,8 +87,10 @@ def test_a_crossing_order_reports_trades_orders_balances_and_depth() -> None:
     assert orders == {
         1: (OrderStatus.FILLED, ()),
         2: (OrderStatus.PARTIALLY_FILLED, ()),
-        3: (OrderStatus.FILLED, ()),  # events carry orders without fills
+        # makers' events carry no fills; the taker's event is its reply, with this command's fills
+        3: (OrderStatus.FILLED, out.reply.fills),
     }
+    assert out.events[4].order is out.reply
     balances = {(e.user_id, e.asset): (e.available, e.locked) for e in out.events[5:11]}
     assert balances == {
         ("alice", "INR"): (1_000_000 - 202 - 204, 0),
