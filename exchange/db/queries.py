@@ -1,0 +1,325 @@
+"""The history the API serves from PostgreSQL: trades, klines, tickers, orders and fills.
+
+:class:`HistoryQueries` runs the named statements of :mod:`exchange.db.statements` on a
+psycopg_pool pool through trio worker threads (:mod:`exchange.db.pg`) and returns the contract's
+shapes: money as exact decimal strings without exponent or trailing zeros, timestamps as integer
+milliseconds, kline edges as ISO-8601 UTC. Raises :class:`~exchange.errors.ServiceUnavailable`
+when PostgreSQL cannot be reached.
+
+Klines roll the candle tables up with ``time_bucket``: 5m to 30m from 1-minute candles, 4h from
+1-hour ones, 1w from 1-day ones. To serve "the first (or latest) ``limit`` buckets" without
+scanning a market's whole history, the inner scan reads at most ``limit * (interval / candle)``
+candles in the wanted direction: a bucket holds at most that many candles, and the candles of the
+first ``limit`` buckets come before any other in that direction, so those buckets are complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from exchange.db import statements
+from exchange.db.pg import POOL_TIMEOUT_S, PooledConnections
+from exchange.money import format_decimal
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_MINUTE = timedelta(minutes=1)
+TICKER_WINDOW = timedelta(hours=24)
+
+# interval → (bucket width, candle table, candles per bucket at most)
+KLINE_INTERVALS: dict[str, tuple[timedelta, str, int]] = {
+    "1m": (timedelta(minutes=1), "candles_1m", 1),
+    "5m": (timedelta(minutes=5), "candles_1m", 5),
+    "15m": (timedelta(minutes=15), "candles_1m", 15),
+    "30m": (timedelta(minutes=30), "candles_1m", 30),
+    "1h": (timedelta(hours=1), "candles_1h", 1),
+    "4h": (timedelta(hours=4), "candles_1h", 4),
+    "1d": (timedelta(days=1), "candles_1d", 1),
+    "1w": (timedelta(weeks=1), "candles_1d", 7),
+}
+
+
+def to_ms(moment: datetime) -> int:
+    """An aware datetime → integer milliseconds since the epoch (exact, no float)."""
+    return (moment - _EPOCH) // _MS
+
+
+def iso(moment: datetime) -> str:
+    """``2024-01-01T00:00:00Z`` (bucket edges are whole seconds)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _utc(moment: datetime) -> datetime:
+    """Naive datetimes are taken as UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else format_decimal(value)
+
+
+def percent_change(first: Decimal, last: Decimal) -> str:
+    """``(last - first) / first * 100``, rounded half-up (away from zero) to 2 places, exactly."""
+    change = Fraction(last - first) * 100 / Fraction(first)
+    hundredths = int(abs(change) * 100 + Fraction(1, 2))  # floor of a positive value
+    value = Decimal(hundredths).scaleb(-2)
+    return format_decimal(-value if change < 0 else value)
+
+
+def _order(row: dict[str, Any]) -> dict[str, Any]:
+    """The contract's order object (without fills) from an ``orders`` row."""
+    out = {
+        "order_id": str(row["order_id"]),
+        "client_order_id": row["client_order_id"],
+        "market": row["market"],
+        "side": row["side"],
+        "type": row["type"],
+        "price": _money(row["price"]),
+        "quantity": _money(row["quantity"]),
+        "executed_quantity": format_decimal(row["executed_quantity"]),
+        "executed_quote_quantity": format_decimal(row["executed_quote_quantity"]),
+        "status": row["status"],
+        "time_in_force": row["time_in_force"],
+        "post_only": row["post_only"],
+        "self_trade_prevention": row["self_trade_prevention"],
+        "created_at": to_ms(row["created_at"]),
+        "updated_at": to_ms(row["updated_at"]),
+    }
+    if row["type"] == "market" and row["side"] == "buy":
+        out["quote_quantity"] = _money(row["quote_quantity"])
+    return out
+
+
+def _rows(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query, params).fetchall()
+
+
+class HistoryQueries:
+    """Read queries for the API, on a pool of up to ``max_connections`` connections.
+
+    A query waits at most ``timeout_s`` for a working connection, then raises
+    ServiceUnavailable.
+    """
+
+    def __init__(
+        self, database_url: str, *, max_connections: int = 4, timeout_s: float = POOL_TIMEOUT_S
+    ) -> None:
+        self._pool = PooledConnections(database_url, max_size=max_connections, timeout_s=timeout_s)
+
+    async def open(self) -> None:
+        await self._pool.open()
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+    async def __aenter__(self) -> HistoryQueries:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _query(self, query: str, **params: Any) -> list[dict]:
+        return await self._pool.run(_rows, query, params)
+
+    async def ping(self) -> bool:
+        """True when PostgreSQL answers (raises ServiceUnavailable otherwise)."""
+        await self._pool.run(lambda conn: conn.execute(statements.PING).fetchone())
+        return True
+
+    async def recent_trades(self, market: str, limit: int) -> list[dict]:
+        """The market's newest ``limit`` trades, newest first."""
+        rows = await self._query(statements.RECENT_TRADES, market=market, limit=limit)
+        return [
+            {
+                "id": row["id"],
+                "market": row["market"],
+                "price": format_decimal(row["price"]),
+                "quantity": format_decimal(row["quantity"]),
+                "quote_quantity": format_decimal(row["quote_quantity"]),
+                "is_buyer_maker": row["is_buyer_maker"],
+                "timestamp": to_ms(row["time"]),
+            }
+            for row in rows
+        ]
+
+    async def klines(
+        self,
+        market: str,
+        interval: str,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        limit: int = 500,
+    ) -> list[dict]:
+        """Candles of ``interval``, ascending; buckets without trades are omitted.
+
+        With ``start_time``: the first ``limit`` buckets from the one containing it; without:
+        the latest ``limit``. ``end_time`` keeps buckets that start at or before it.
+
+        Raises:
+            ValueError: ``interval`` is not one of :data:`KLINE_INTERVALS`.
+        """
+        try:
+            width, table, per_bucket = KLINE_INTERVALS[interval]
+        except KeyError:
+            raise ValueError(f"unknown kline interval {interval!r}") from None
+        direction = "ASC" if start_time is not None else "DESC"
+        rows = await self._query(
+            statements.KLINES[(table, direction)],
+            market=market,
+            width=width,
+            start=None if start_time is None else _utc(start_time),
+            end=None if end_time is None else _utc(end_time),
+            rows=limit * per_bucket,
+            limit=limit,
+        )
+        if direction == "DESC":
+            rows.reverse()
+        return [
+            {
+                "start": iso(row["start"]),
+                "end": iso(row["start"] + width),
+                "open": format_decimal(row["open"]),
+                "high": format_decimal(row["high"]),
+                "low": format_decimal(row["low"]),
+                "close": format_decimal(row["close"]),
+                "volume": format_decimal(row["volume"]),
+                "quote_volume": format_decimal(row["quote_volume"]),
+                "trades": int(row["trades"]),
+            }
+            for row in rows
+        ]
+
+    async def tickers(self, markets: list[str], now: datetime | None = None) -> list[dict]:
+        """One 24-hour ticker per market, in the order given, over ``(now - 24 h, now]``.
+
+        ``first_price`` is the price of the window's oldest trade; prices are None (and volumes
+        ``"0"``) for a market without trades in the window.
+        """
+        until = _utc(now) if now is not None else datetime.now(UTC)
+        since = until - TICKER_WINDOW
+        rows = await self._query(
+            statements.TICKERS,
+            markets=list(markets),
+            since=since,
+            until=until,
+            first_whole=since.replace(second=0, microsecond=0) + _MINUTE,
+            last_partial=until.replace(second=0, microsecond=0),
+        )
+        found = {row["market"]: row for row in rows}
+        return [_ticker(market, found.get(market)) for market in markets]
+
+    async def order_history(
+        self, user_id: str, market: str | None = None, limit: int = 100
+    ) -> list[dict]:
+        """The user's closed orders (without fills), newest first by the time they closed."""
+        if market is None:
+            rows = await self._query(
+                statements.ORDER_HISTORY_ALL_MARKETS, user_id=user_id, limit=limit
+            )
+        else:
+            rows = await self._query(
+                statements.ORDER_HISTORY, user_id=user_id, market=market, limit=limit
+            )
+        return [_order(row) for row in rows]
+
+    async def fills(self, user_id: str, market: str | None = None, limit: int = 100) -> list[dict]:
+        """The user's own trades, newest first."""
+        if market is None:
+            rows = await self._query(statements.FILLS_ALL_MARKETS, user_id=user_id, limit=limit)
+        else:
+            rows = await self._query(statements.FILLS, user_id=user_id, market=market, limit=limit)
+        return [
+            {
+                "trade_id": row["id"],
+                "order_id": str(row["order_id"]),
+                "market": row["market"],
+                "side": row["side"],
+                "price": format_decimal(row["price"]),
+                "quantity": format_decimal(row["quantity"]),
+                "quote_quantity": format_decimal(row["quote_quantity"]),
+                "is_maker": row["is_maker"],
+                "timestamp": to_ms(row["time"]),
+            }
+            for row in rows
+        ]
+
+    async def order(
+        self, user_id: str, order_id: int | None = None, client_order_id: str | None = None
+    ) -> dict | None:
+        """The user's order (its last stored state, with fills) by id or client id, else None."""
+        if order_id is not None:
+            query, params = statements.ORDER_BY_ID, {"order_id": int(order_id)}
+        elif client_order_id is not None:
+            query, params = statements.ORDER_BY_CLIENT_ID, {"client_order_id": client_order_id}
+        else:
+            raise ValueError("order_id or client_order_id is required")
+        return await self._pool.run(_order_with_fills, query, {"user_id": user_id, **params})
+
+
+def _order_with_fills(conn: psycopg.Connection, query: str, params: dict) -> dict | None:
+    rows = _rows(conn, query, params)
+    if not rows:
+        return None
+    order = _order(rows[0])
+    fills = _rows(conn, statements.ORDER_FILLS, {"order_id": rows[0]["order_id"]})
+    order["fills"] = [
+        {
+            "trade_id": fill["id"],
+            "price": format_decimal(fill["price"]),
+            "quantity": format_decimal(fill["quantity"]),
+        }
+        for fill in fills
+    ]
+    return order
+
+
+def _ticker(market: str, row: dict | None) -> dict:
+    if row is None:
+        return {
+            "market": market,
+            "first_price": None,
+            "last_price": None,
+            "price_change": None,
+            "price_change_percent": None,
+            "high": None,
+            "low": None,
+            "volume": "0",
+            "quote_volume": "0",
+            "trades": 0,
+        }
+    first, last = row["first_price"], row["last_price"]
+    return {
+        "market": market,
+        "first_price": format_decimal(first),
+        "last_price": format_decimal(last),
+        "price_change": format_decimal(last - first),
+        "price_change_percent": percent_change(first, last),
+        "high": format_decimal(row["high"]),
+        "low": format_decimal(row["low"]),
+        "volume": format_decimal(row["volume"]),
+        "quote_volume": format_decimal(row["quote_volume"]),
+        "trades": int(row["trades"]),
+    }
+
+
+@contextlib.asynccontextmanager
+async def open_history_reader(
+    database_url: str, *, max_connections: int = 4
+) -> AsyncIterator[HistoryQueries]:
+    """An open :class:`HistoryQueries`, closed on exit (PostgreSQL may still be down on entry)."""
+    queries = HistoryQueries(database_url, max_connections=max_connections)
+    await queries.open()
+    try:
+        yield queries
+    finally:
+        await queries.aclose()

@@ -1,0 +1,244 @@
+"""Every SQL statement the programs run, by name (the schema itself is in ``sql/migrations``).
+
+Nothing else in the project writes SQL: the migrator, the writer and the history queries import
+their statements from here, so a schema change is checked against one file. Statements take
+psycopg's named placeholders (``%(name)s``); klines statements are built once per candle table
+and direction, since identifiers and sort orders cannot be parameters.
+"""
+
+from __future__ import annotations
+
+# --- migrator ------------------------------------------------------------------------------------
+
+# Any constant works; it only has to be the same for every migrator of every database.
+MIGRATION_LOCK_KEY = 7_400_311_001
+
+LOCK_MIGRATIONS = "SELECT pg_advisory_lock(%(key)s)"
+UNLOCK_MIGRATIONS = "SELECT pg_advisory_unlock(%(key)s)"
+
+CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    name        text PRIMARY KEY,
+    sha256      text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+APPLIED_MIGRATIONS = "SELECT name, sha256 FROM schema_migrations ORDER BY name"
+
+RECORD_MIGRATION = "INSERT INTO schema_migrations (name, sha256) VALUES (%(name)s, %(sha256)s)"
+
+TIMESCALE_VERSION = "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+
+# --- writer --------------------------------------------------------------------------------------
+
+# Per-connection staging tables: the writer COPYs a batch in, then upserts from them in one
+# statement each. ON COMMIT DELETE ROWS empties them at every commit (and a rollback discards
+# them), so a retried batch never sees leftovers.
+CREATE_STAGING = [
+    """
+    CREATE TEMP TABLE IF NOT EXISTS trades_staging (
+        id bigint, ts_ms bigint, market text, price numeric, quantity numeric,
+        quote_quantity numeric, is_buyer_maker boolean, buy_order_id bigint,
+        sell_order_id bigint, buyer_id text, seller_id text, seq bigint
+    ) ON COMMIT DELETE ROWS
+    """,
+    """
+    CREATE TEMP TABLE IF NOT EXISTS orders_staging (
+        order_id bigint, client_order_id text, market text, side text, type text,
+        price numeric, quantity numeric, quote_quantity numeric, executed_quantity numeric,
+        executed_quote_quantity numeric, status text, time_in_force text, post_only boolean,
+        self_trade_prevention text, created_ms bigint, updated_ms bigint, user_id text,
+        seq bigint
+    ) ON COMMIT DELETE ROWS
+    """,
+]
+
+COPY_TRADES = "COPY trades_staging FROM STDIN"
+COPY_ORDERS = "COPY orders_staging FROM STDIN"
+
+# Milliseconds become timestamptz by integer interval arithmetic (exact), not to_timestamp()'s
+# double precision.
+INSERT_TRADES = """
+INSERT INTO trades (id, time, market, price, quantity, quote_quantity, is_buyer_maker,
+                    buy_order_id, sell_order_id, buyer_id, seller_id, seq)
+SELECT id, TIMESTAMPTZ 'epoch' + ts_ms * INTERVAL '1 millisecond', market, price, quantity,
+       quote_quantity, is_buyer_maker, buy_order_id, sell_order_id, buyer_id, seller_id, seq
+FROM trades_staging
+ORDER BY id
+ON CONFLICT (id, time) DO NOTHING
+"""
+
+# A state replaces the stored one only if it is newer: a later command (seq), or the same command
+# further along. Redelivered or replayed events compare equal and change nothing.
+UPSERT_ORDERS = """
+INSERT INTO orders AS o (order_id, created_at, user_id, client_order_id, market, side, type,
+                         price, quantity, quote_quantity, executed_quantity,
+                         executed_quote_quantity, status, time_in_force, post_only,
+                         self_trade_prevention, updated_at, closed_at, seq)
+SELECT order_id, TIMESTAMPTZ 'epoch' + created_ms * INTERVAL '1 millisecond', user_id,
+       client_order_id, market, side, type, price, quantity, quote_quantity, executed_quantity,
+       executed_quote_quantity, status, time_in_force, post_only, self_trade_prevention,
+       TIMESTAMPTZ 'epoch' + updated_ms * INTERVAL '1 millisecond',
+       CASE WHEN status IN ('filled', 'cancelled', 'expired', 'rejected')
+            THEN TIMESTAMPTZ 'epoch' + updated_ms * INTERVAL '1 millisecond' END,
+       seq
+FROM orders_staging
+ORDER BY order_id
+ON CONFLICT (order_id, created_at) DO UPDATE SET
+    executed_quantity = excluded.executed_quantity,
+    executed_quote_quantity = excluded.executed_quote_quantity,
+    status = excluded.status,
+    updated_at = excluded.updated_at,
+    closed_at = excluded.closed_at,
+    seq = excluded.seq
+WHERE (o.seq, o.updated_at, o.executed_quantity)
+    < (excluded.seq, excluded.updated_at, excluded.executed_quantity)
+"""
+
+# --- history queries -----------------------------------------------------------------------------
+
+PING = "SELECT 1"
+
+RECENT_TRADES = """
+SELECT id, market, price, quantity, quote_quantity, is_buyer_maker, time
+FROM trades
+WHERE market = %(market)s
+ORDER BY time DESC, id DESC
+LIMIT %(limit)s
+"""
+
+# Klines roll candles of one table up into buckets of %(width)s. The inner scan reads at most
+# %(rows)s candles, in the direction of the wanted buckets: a bucket holds at most width/source
+# candles, so limit * width/source candles contain the first `limit` buckets whole (see
+# exchange.db.queries). Bounds are NULL when absent.
+_KLINES = """
+SELECT time_bucket(%(width)s, bucket) AS start,
+       (array_agg(open ORDER BY first_id))[1] AS open,
+       max(high) AS high,
+       min(low) AS low,
+       (array_agg(close ORDER BY last_id DESC))[1] AS close,
+       sum(volume) AS volume,
+       sum(quote_volume) AS quote_volume,
+       sum(trade_count) AS trades
+FROM (
+    SELECT bucket, open, high, low, close, volume, quote_volume, trade_count, first_id, last_id
+    FROM {table}
+    WHERE market = %(market)s
+      AND bucket >= coalesce(time_bucket(%(width)s, %(start)s::timestamptz), '-infinity')
+      AND bucket < coalesce(time_bucket(%(width)s, %(end)s::timestamptz) + %(width)s, 'infinity')
+    ORDER BY bucket {direction}
+    LIMIT %(rows)s
+) AS candles
+GROUP BY 1
+ORDER BY 1 {direction}
+LIMIT %(limit)s
+"""
+
+CANDLE_TABLES = ("candles_1m", "candles_1h", "candles_1d")
+
+KLINES = {
+    (table, direction): _KLINES.format(table=table, direction=direction)
+    for table in CANDLE_TABLES
+    for direction in ("ASC", "DESC")
+}
+
+# 24-hour tickers over (since, until]. Whole minutes [first_whole, last_partial) come from
+# candles_1m; the partial minutes at both ends of the window from the trades themselves (the
+# caller computes the minute bounds). Each piece yields candle-shaped rows (open and close with
+# their trade ids), combined per market like a kline.
+TICKERS = """
+WITH pieces AS (
+    SELECT market, id AS first_id, price AS open, id AS last_id, price AS close,
+           price AS high, price AS low, quantity AS volume, quote_quantity AS quote_volume,
+           1 AS trade_count
+    FROM trades
+    WHERE market = ANY(%(markets)s) AND time > %(since)s AND time < %(first_whole)s
+    UNION ALL
+    SELECT market, first_id, open, last_id, close, high, low, volume, quote_volume, trade_count
+    FROM candles_1m
+    WHERE market = ANY(%(markets)s) AND bucket >= %(first_whole)s AND bucket < %(last_partial)s
+    UNION ALL
+    SELECT market, id, price, id, price, price, price, quantity, quote_quantity, 1
+    FROM trades
+    WHERE market = ANY(%(markets)s) AND time >= %(last_partial)s AND time <= %(until)s
+)
+SELECT market,
+       (array_agg(open ORDER BY first_id))[1] AS first_price,
+       (array_agg(close ORDER BY last_id DESC))[1] AS last_price,
+       max(high) AS high,
+       min(low) AS low,
+       sum(volume) AS volume,
+       sum(quote_volume) AS quote_volume,
+       sum(trade_count) AS trades
+FROM pieces
+GROUP BY market
+"""
+
+_ORDER_COLUMNS = """
+order_id, client_order_id, market, side, type, price, quantity, quote_quantity,
+executed_quantity, executed_quote_quantity, status, time_in_force, post_only,
+self_trade_prevention, created_at, updated_at
+"""
+
+# Optional filters get a statement each rather than "(param IS NULL OR ...)", which would
+# defeat the index once psycopg prepares the statement with a generic plan.
+_ORDER_HISTORY = """
+SELECT {columns}
+FROM orders
+WHERE user_id = %(user_id)s AND closed_at IS NOT NULL{market_filter}
+ORDER BY closed_at DESC, order_id DESC
+LIMIT %(limit)s
+"""
+ORDER_HISTORY = _ORDER_HISTORY.format(
+    columns=_ORDER_COLUMNS, market_filter=" AND market = %(market)s"
+)
+ORDER_HISTORY_ALL_MARKETS = _ORDER_HISTORY.format(columns=_ORDER_COLUMNS, market_filter="")
+
+ORDER_BY_ID = f"""
+SELECT {_ORDER_COLUMNS}
+FROM orders
+WHERE user_id = %(user_id)s AND order_id = %(order_id)s
+ORDER BY created_at DESC
+LIMIT 1
+"""
+
+# A client id may be reused once the engine has forgotten its first order: the newest wins.
+ORDER_BY_CLIENT_ID = f"""
+SELECT {_ORDER_COLUMNS}
+FROM orders
+WHERE user_id = %(user_id)s AND client_order_id = %(client_order_id)s
+ORDER BY created_at DESC
+LIMIT 1
+"""
+
+ORDER_FILLS = """
+SELECT id, price, quantity
+FROM trades
+WHERE buy_order_id = %(order_id)s OR sell_order_id = %(order_id)s
+ORDER BY id
+"""
+
+# A user's own trades: the buyer's and the seller's index each give their newest rows, merged.
+# (Self-trades never happen, so no trade appears on both sides.)
+_FILLS = """
+SELECT * FROM (
+    (SELECT id, buy_order_id AS order_id, market, 'buy' AS side, price, quantity,
+            quote_quantity, is_buyer_maker AS is_maker, time
+     FROM trades
+     WHERE buyer_id = %(user_id)s{market_filter}
+     ORDER BY time DESC, id DESC
+     LIMIT %(limit)s)
+    UNION ALL
+    (SELECT id, sell_order_id, market, 'sell', price, quantity, quote_quantity,
+            NOT is_buyer_maker, time
+     FROM trades
+     WHERE seller_id = %(user_id)s{market_filter}
+     ORDER BY time DESC, id DESC
+     LIMIT %(limit)s)
+) AS own
+ORDER BY time DESC, id DESC
+LIMIT %(limit)s
+"""
+FILLS = _FILLS.format(market_filter=" AND market = %(market)s")
+FILLS_ALL_MARKETS = _FILLS.format(market_filter="")

@@ -1,0 +1,487 @@
+"""The db writer (``bin/db``): the engine's events stream, made permanent in PostgreSQL.
+
+Two tasks joined by a one-slot channel, so reading the next batch overlaps writing this one::
+
+    reader: XREADGROUP (own pending first, then claimed, then new) → decode ─┐
+    writer: ◄────────────────────────────────────────────────────────────────┘
+            COPY into staging → upsert trades and orders → COMMIT → XACK
+
+Guarantees, and why:
+
+- *Nothing is lost.* An entry is acknowledged only after the transaction holding its rows has
+  committed. A writer killed at any point leaves its entries pending in the consumer group; on
+  restart it re-reads its own pending entries (``XREADGROUP ... 0``) before new ones, and
+  entries left by another consumer that died are taken over with XAUTOCLAIM once idle for
+  ``db_claim_idle_s`` (at start and whenever our own pipeline is empty, so we never steal back
+  entries we are still writing).
+- *Nothing is doubled.* Every write is an upsert keyed by engine ids (see
+  :mod:`exchange.db.statements`): a redelivered entry, or the engine replaying its log after a
+  restart, changes nothing.
+- *Outages wait.* If PostgreSQL or Redis is down, the batch in hand is retried with back-off
+  until it goes through; new events wait in Redis meanwhile.
+- *The stream stays short.* Entries every consumer group is done with are trimmed (XTRIM
+  MINID) every :data:`TRIM_INTERVAL_S`; the engine leaves that to the writer.
+- *Bad data does not block.* An entry that cannot be decoded, or whose rows PostgreSQL refuses
+  on their own (bad values, violated constraints), is copied to :data:`DEAD_LETTER_STREAM` with
+  the error and acknowledged; the rest of its batch is written.
+
+The consumer name (``db_consumer``) must be stable across restarts of one writer, and distinct
+between writers that run at once.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import signal
+import time
+from collections.abc import Iterator
+
+import attrs
+import psycopg
+import redis
+import trio
+
+from exchange import bus
+from exchange import settings as settings_module
+from exchange.db import pg, statements
+from exchange.db.migrate import migrate, storage_mode
+from exchange.db.rows import BadEntry, EntryRows, decode_entry, merge
+from exchange.errors import ConfigError, ServiceUnavailable
+from exchange.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The consumer group of the db writers on bus.EVENT_STREAM.
+EVENTS_GROUP = "db-writer"
+# Entries that can never be written, kept for a person to look at (fields + "error").
+DEAD_LETTER_STREAM = bus.EVENT_STREAM + ":dead"
+# Short, because a worker thread blocked in XREADGROUP delays shutdown by up to this.
+READ_BLOCK_MS = 100
+STATS_LOG_INTERVAL_S = 10.0
+# How often acknowledged entries are trimmed from the events stream (the engine leaves that to
+# us: it cannot know what has been written).
+TRIM_INTERVAL_S = 1.0
+# The writer makes millions of short-lived, acyclic objects a minute (decoded JSON). With the
+# default thresholds the cyclic collector runs every 700 allocations and rescans the batch being
+# decoded: measured, more than half of the decoding CPU. Reference counting frees those objects
+# anyway; the collector only has to find rare cycles, so in bin/db it runs far less often.
+GC_THRESHOLDS = (100_000, 50, 50)
+# Errors that blame the rows (bad values, violated constraints): their entries are dead-lettered.
+# Any other database error is a bug or a broken schema, and stops the writer instead.
+_REFUSED_DATA = (psycopg.DataError, psycopg.IntegrityError)
+
+
+@attrs.define
+class WriterStats:
+    """Counters since start (the benchmark and tests read them)."""
+
+    entries: int = 0  # stream entries acknowledged
+    trades: int = 0  # trade events in committed batches (including duplicates)
+    orders: int = 0  # order states upserted (newest per order per batch)
+    dead: int = 0  # entries sent to the dead-letter stream
+    trimmed: int = 0  # entries removed from the events stream once written
+
+
+@attrs.frozen
+class Batch:
+    """Entries read together, decoded: each entry's rows, all of them merged for one
+    transaction, and the entries that cannot be decoded (``bad``)."""
+
+    ids: list[bytes]
+    rows: list[tuple[bytes, dict, EntryRows]]
+    merged: EntryRows
+    bad: list[tuple[bytes, dict | None, str]]
+
+
+def prepare_connection(conn: psycopg.Connection) -> None:
+    """Create the session's staging tables (once per connection, before :func:`write_rows`)."""
+    for statement in statements.CREATE_STAGING:
+        conn.execute(statement)
+
+
+def write_rows(conn: psycopg.Connection, rows: EntryRows) -> None:
+    """One transaction: COPY into the staging tables, then one upsert per table."""
+    with conn.transaction(), conn.cursor() as cur:
+        if rows.trades:
+            with cur.copy(statements.COPY_TRADES) as copy:
+                for row in rows.trades:
+                    copy.write_row(row)
+            cur.execute(statements.INSERT_TRADES)
+        if rows.orders:
+            with cur.copy(statements.COPY_ORDERS) as copy:
+                for row in rows.orders:
+                    copy.write_row(row)
+            cur.execute(statements.UPSERT_ORDERS)
+
+
+def _decode(entries: list) -> Batch:
+    ids: list[bytes] = []
+    good: list[tuple[bytes, dict, EntryRows]] = []
+    bad: list[tuple[bytes, dict | None, str]] = []
+    for entry_id, fields in entries:
+        ids.append(entry_id)
+        if not fields:
+            # Trimmed from the stream while pending: there is nothing left to write.
+            log.warning("events entry %s is gone from the stream; acknowledging it", entry_id)
+            continue
+        try:
+            good.append((entry_id, fields, decode_entry(fields)))
+        except BadEntry as exc:
+            bad.append((entry_id, fields, str(exc)))
+    return Batch(ids, good, merge(rows for _, _, rows in good), bad)
+
+
+def _delays() -> Iterator[float]:
+    return bus.backoff_delays(first_s=0.05, max_s=2.0)
+
+
+class EventWriter:
+    """Consumes the events stream as ``consumer`` of :data:`EVENTS_GROUP`; see the module doc."""
+
+    def __init__(
+        self,
+        redis_bridge: bus.RedisBridge,
+        db: pg.DedicatedConnection,
+        *,
+        consumer: str,
+        read_count: int,
+        claim_idle_s: float,
+    ) -> None:
+        self.redis = redis_bridge
+        self.db = db
+        self.consumer = consumer
+        self.read_count = read_count
+        self.claim_idle_ms = int(claim_idle_s * 1000)
+        self.stats = WriterStats()
+        self._in_flight = 0  # entries read and not yet acknowledged
+
+    # --- Redis --------------------------------------------------------------------------------
+
+    async def ensure_group(self) -> None:
+        """Create the consumer group (reading from the stream's start) unless it exists."""
+        try:
+            await self.redis.call(
+                self.redis.client.xgroup_create,
+                bus.EVENT_STREAM,
+                EVENTS_GROUP,
+                id="0",
+                mkstream=True,
+            )
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _read(self, start: str) -> Batch:
+        """XREADGROUP from ``start`` (``">"``: new entries; ``"0"`` or an id: our own pending),
+        decoded in the same worker thread (see :meth:`run`)."""
+
+        def read_and_decode() -> Batch:
+            reply = self.redis.client.xreadgroup(
+                EVENTS_GROUP,
+                self.consumer,
+                {bus.EVENT_STREAM: start},
+                count=self.read_count,
+                block=READ_BLOCK_MS if start == ">" else None,
+            )
+            return _decode(reply[0][1] if reply else [])
+
+        while True:
+            try:
+                return await self.redis.call(read_and_decode)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # The stream or group was deleted under us (e.g. Redis was flushed).
+                log.warning("events consumer group is gone; creating it again")
+                await self.ensure_group()
+
+    async def _claim(self, cursor: bytes | str) -> tuple[bytes, Batch]:
+        """One page of entries that other consumers have left idle for ``claim_idle_ms``, now
+        ours, decoded; and the cursor of the next page (``b"0-0"`` after the last)."""
+
+        def claim_and_decode() -> tuple[bytes, Batch]:
+            reply = self.redis.client.xautoclaim(
+                bus.EVENT_STREAM,
+                EVENTS_GROUP,
+                self.consumer,
+                self.claim_idle_ms,
+                start_id=cursor,
+                count=self.read_count,
+            )
+            return reply[0], _decode(reply[1])
+
+        return await self.redis.call(claim_and_decode)
+
+    async def _ack(self, ids: list[bytes]) -> None:
+        await self.redis.call(self.redis.client.xack, bus.EVENT_STREAM, EVENTS_GROUP, *ids)
+
+    async def _dead_letter(self, bad: list[tuple[bytes, dict | None, str]]) -> None:
+        """Keep the undecodable entries aside and acknowledge them, atomically."""
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            for entry_id, fields, error in bad:
+                kept = dict(fields or {})
+                kept.update({b"id": entry_id, b"error": error.encode()})
+                pipe.xadd(DEAD_LETTER_STREAM, kept)
+                pipe.xack(bus.EVENT_STREAM, EVENTS_GROUP, entry_id)
+
+        await self.redis.pipeline(build, transaction=True)
+        for entry_id, _, error in bad:
+            log.error("events entry %s sent to %s: %s", entry_id, DEAD_LETTER_STREAM, error)
+        self.stats.dead += len(bad)
+
+    async def _trim(self) -> int:
+        """Drop the entries every consumer group of the stream is done with; returns how many.
+
+        A group still needs its pending entries and those not yet delivered to it, so the
+        stream keeps everything from the oldest such entry over all groups. New deliveries only
+        move that bound forward, so a bound computed a moment ago is always safe.
+        """
+
+        def trim() -> int:
+            client = self.redis.client
+            bound: tuple[int, int] | None = None
+            try:
+                groups = client.xinfo_groups(bus.EVENT_STREAM)
+            except redis.ResponseError:  # no stream (yet, or any more): nothing to trim
+                return 0
+            for group in groups:
+                if group["pending"]:
+                    needed = bus.parse_id(client.xpending(bus.EVENT_STREAM, group["name"])["min"])
+                else:
+                    ms, sequence = bus.parse_id(group["last-delivered-id"])
+                    needed = (ms, sequence + 1)
+                bound = needed if bound is None else min(bound, needed)
+            if bound is None:
+                return 0
+            return client.xtrim(bus.EVENT_STREAM, minid=f"{bound[0]}-{bound[1]}", approximate=False)
+
+        return await self.redis.call(trim)
+
+    # --- the tasks ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Read and write until cancelled.
+
+        The reader decodes each batch in the worker thread that read it: parsing JSON is the
+        writer's main CPU cost, and a separate decoding thread would hold the GIL while the
+        reading thread needs it after every socket read, slowing both (measured). One slot
+        between reader and writer lets reading and decoding overlap the PostgreSQL round trips.
+        """
+        send, receive = trio.open_memory_channel[Batch](1)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._reader, send)
+            nursery.start_soon(self._trimmer)
+            await self._writer(receive)
+
+    async def _reader(self, send: trio.MemorySendChannel[Batch]) -> None:
+        async with send:
+            # Our own entries left pending by a previous run of this consumer.
+            cursor = "0"
+            while True:
+                batch = await _retrying("read pending events", self._read, cursor)
+                if not batch.ids:
+                    break
+                cursor = batch.ids[-1]
+                await self._hand_over(send, batch)
+            claim_due = 0.0
+            while True:
+                if self._in_flight == 0 and trio.current_time() >= claim_due:
+                    await self._claim_all(send)
+                    claim_due = trio.current_time() + max(self.claim_idle_ms / 1000, 1.0)
+                batch = await _retrying("read events", self._read, ">")
+                if batch.ids:
+                    await self._hand_over(send, batch)
+
+    async def _trimmer(self) -> None:
+        while True:
+            await trio.sleep(TRIM_INTERVAL_S)
+            try:
+                self.stats.trimmed += await self._trim()
+            except ServiceUnavailable as exc:  # next time, then
+                log.warning("cannot trim the events stream: %s", exc)
+
+    async def _claim_all(self, send: trio.MemorySendChannel[Batch]) -> None:
+        """Take over every entry another consumer has left idle, a page at a time."""
+        cursor: bytes | str = "0-0"
+        while True:
+            cursor, batch = await _retrying("claim events", self._claim, cursor)
+            if batch.ids:
+                log.info("claimed %d events entries left by another consumer", len(batch.ids))
+                await self._hand_over(send, batch)
+            if cursor in (b"0-0", "0-0"):
+                return
+
+    async def _hand_over(self, send: trio.MemorySendChannel[Batch], batch: Batch) -> None:
+        self._in_flight += len(batch.ids)
+        await send.send(batch)
+
+    async def _writer(self, receive: trio.MemoryReceiveChannel[Batch]) -> None:
+        last_log, logged = trio.current_time(), attrs.evolve(self.stats)
+        async with receive:
+            async for batch in receive:
+                await self._write_batch(batch)
+                now = trio.current_time()
+                if now - last_log >= STATS_LOG_INTERVAL_S:
+                    log.info(
+                        "wrote %d entries, %d trades, %d order states in %.0fs",
+                        self.stats.entries - logged.entries,
+                        self.stats.trades - logged.trades,
+                        self.stats.orders - logged.orders,
+                        now - last_log,
+                    )
+                    last_log, logged = now, attrs.evolve(self.stats)
+
+    async def _write_batch(self, batch: Batch) -> None:
+        rows = batch.merged
+        bad = list(batch.bad)
+        if rows.trades or rows.orders:
+            try:
+                await self._commit(rows)
+            except _REFUSED_DATA as exc:
+                # Not an outage: PostgreSQL refused the data. Find the entries at fault.
+                log.error(
+                    "batch refused (%s); writing its %d entries one by one", exc, len(batch.rows)
+                )
+                bad.extend(await self._write_singly(batch))
+        done = {entry_id for entry_id, _, _ in bad}
+        ids = [entry_id for entry_id in batch.ids if entry_id not in done]
+        if bad:
+            await _finish("dead-letter events", self._dead_letter, bad)
+        if ids:
+            await _finish("acknowledge events", self._ack, ids)
+        self._in_flight -= len(batch.ids)
+        self.stats.entries += len(batch.ids)
+        self.stats.trades += len(rows.trades)
+        self.stats.orders += len(rows.orders)
+
+    async def _commit(self, rows: EntryRows) -> None:
+        delays = None
+        while True:
+            try:
+                # The thread finishes the transaction even if we are cancelled meanwhile.
+                await self.db.run(write_rows, rows)
+                if delays is not None:
+                    log.info("PostgreSQL is back; batch written")
+                return
+            except ServiceUnavailable as exc:
+                delays = delays or _delays()
+                delay = next(delays)
+                log.warning("cannot write batch (%s); retrying in %.2fs", exc, delay)
+                await trio.sleep(delay)
+
+    async def _write_singly(self, batch: Batch) -> list[tuple[bytes, dict | None, str]]:
+        refused = []
+        for entry_id, fields, rows in batch.rows:
+            try:
+                await self._commit(merge([rows]))
+            except _REFUSED_DATA as exc:
+                refused.append((entry_id, fields, f"refused by PostgreSQL: {exc}"))
+        return refused
+
+
+async def _retrying(what: str, fn, *args):
+    """``await fn(*args)``, retried with back-off while Redis is unavailable."""
+    delays = None
+    while True:
+        try:
+            result = await fn(*args)
+            if delays is not None:
+                log.info("Redis is back (%s)", what)
+            return result
+        except ServiceUnavailable as exc:
+            delays = delays or _delays()
+            delay = next(delays)
+            log.warning("cannot %s (%s); retrying in %.2fs", what, exc, delay)
+            await trio.sleep(delay)
+
+
+async def _finish(what: str, fn, *args) -> None:
+    """Acknowledge committed work, even when a shutdown has just been asked for.
+
+    The first attempt is shielded (bounded by the Redis client's timeouts), so a clean stop
+    does not leave committed entries pending; if Redis is down, retry like everything else (an
+    entry left pending is only written again, harmlessly, after a restart).
+    """
+    with trio.CancelScope(shield=True):
+        try:
+            await fn(*args)
+            return
+        except ServiceUnavailable:
+            pass
+    await _retrying(what, fn, *args)
+
+
+async def _migrate(database_url: str) -> str:
+    """Apply pending migrations, waiting for PostgreSQL if it is not up yet; return the mode."""
+    delays = _delays()
+    while True:
+        try:
+            applied = await trio.to_thread.run_sync(migrate, database_url)
+            mode = await trio.to_thread.run_sync(storage_mode, database_url)
+        except psycopg.OperationalError as exc:
+            delay = next(delays)
+            log.warning("PostgreSQL not reachable (%s); retrying in %.2fs", exc, delay)
+            await trio.sleep(delay)
+            continue
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        return mode
+
+
+async def run(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Migrate, then write events until cancelled. ``task_status.started(stats)`` once consuming."""
+    mode = await _migrate(settings.database_url)
+    log.info("storage: %s", mode if mode != "postgresql" else "plain PostgreSQL (no TimescaleDB)")
+    redis_bridge = bus.RedisBridge(settings.redis_url, max_threads=2)
+    db = pg.DedicatedConnection(settings.database_url, setup=prepare_connection)
+    writer = EventWriter(
+        redis_bridge,
+        db,
+        consumer=settings.db_consumer,
+        read_count=settings.db_read_count,
+        claim_idle_s=settings.db_claim_idle_s,
+    )
+    try:
+        await _retrying("create the consumer group", writer.ensure_group)
+        log.info("consuming %s as %s/%s", bus.EVENT_STREAM, EVENTS_GROUP, settings.db_consumer)
+        task_status.started(writer.stats)
+        await writer.run()
+    finally:
+        with trio.CancelScope(shield=True):
+            await db.aclose()
+            redis_bridge.close()
+
+
+async def serve(settings: Settings) -> None:
+    """Run the writer until SIGINT or SIGTERM, then stop cleanly."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
+        started = time.monotonic()
+        await nursery.start(run, settings)
+        log.info("db writer ready in %.2fs", time.monotonic() - started)
+
+
+def main() -> int:
+    """``bin/db``: settings from the environment, then :func:`serve`. Returns the exit code."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = settings_module.load()
+    except ConfigError as exc:
+        log.error("bad configuration: %s", exc)
+        return 2
+    gc.freeze()  # what is alive at start lives for good: never rescan it
+    gc.set_threshold(*GC_THRESHOLDS)
+    trio.run(serve, config)
+    return 0
+
+
+async def _cancel_on_signal(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("%s: stopping", signal.Signals(signum).name)
+            scope.cancel()
+            return

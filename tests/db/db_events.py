@@ -1,0 +1,102 @@
+"""Realistic events-stream entries for the db tests and benchmark, made by the real engine.
+
+A seeded :class:`~exchange.testing.flow.Flow` makes the commands; a fresh engine applies them
+with the flow's stamps, and every ``batch_commands`` commands become one entry, as the engine
+service writes them: field ``events`` = JSON array of ``event_json`` dicts plus ``seq``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+
+import attrs
+import orjson
+import redis
+
+from exchange import bus
+from exchange.engine.core import Engine
+from exchange.markets import MarketConfig
+from exchange.testing.flow import Flow, Mix, stamp
+from exchange.views import event_json
+
+# More crossing orders than the default mix: more trades per command.
+TRADING_MIX = Mix(passive=0.45, cancel=0.1, crossing=0.4, market=0.05)
+
+
+@attrs.define
+class EventLog:
+    """Entries in stream order, and what the tables must hold once they are all written."""
+
+    entries: list[bytes] = attrs.Factory(list)
+    trades: dict[int, dict] = attrs.Factory(dict)  # trade id → trade event
+    orders: dict[int, dict] = attrs.Factory(dict)  # order id → newest order object
+    users: dict[int, str] = attrs.Factory(dict)  # order id → its owner
+
+    def trade_totals(self) -> dict[str, tuple[int, Decimal]]:
+        """Per market: (number of trades, sum of quantities)."""
+        totals: dict[str, list] = defaultdict(lambda: [0, Decimal(0)])
+        for trade in self.trades.values():
+            total = totals[trade["market"]]
+            total[0] += 1
+            total[1] += Decimal(trade["quantity"])
+        return {market: (count, qty) for market, (count, qty) in totals.items()}
+
+
+def make_events(
+    config: MarketConfig,
+    *,
+    seed: int,
+    commands: int,
+    batch_commands: int = 50,
+    users: int = 50,
+    min_trades: int = 0,
+) -> EventLog:
+    """Events of ``commands`` trading commands (more while fewer than ``min_trades`` trades)."""
+    flow = Flow(config, seed=seed, users=users, mix=TRADING_MIX)
+    engine = Engine(config)
+    log = EventLog()
+    pending: list[dict] = []
+    seq = 0
+
+    def apply(command) -> None:
+        nonlocal seq
+        seq += 1
+        seq_, ts = stamp(seq)
+        for event in engine.apply(command, seq=seq_, ts=ts).events:
+            rendered = event_json(config, event)
+            rendered["seq"] = seq_
+            pending.append(rendered)
+            if rendered["type"] == "trade":
+                log.trades[rendered["id"]] = rendered
+            elif rendered["type"] == "order":
+                order_id = int(rendered["order"]["order_id"])
+                log.orders[order_id] = rendered["order"]
+                log.users[order_id] = rendered["user_id"]
+        if seq % batch_commands == 0:
+            flush()
+
+    def flush() -> None:
+        if pending:
+            log.entries.append(orjson.dumps(pending))
+            pending.clear()
+
+    for command in flow.funding:
+        apply(command)
+    made = 0
+    while made < commands or len(log.trades) < min_trades:
+        apply(flow.next_command())
+        made += 1
+    flush()
+    return log
+
+
+def xadd_entries(client: redis.Redis, entries: list[bytes], *, chunk: int = 1000) -> list[bytes]:
+    """Append entries to the events stream as the engine does; returns their ids."""
+    ids: list[bytes] = []
+    for start in range(0, len(entries), chunk):
+        pipe = client.pipeline(transaction=False)
+        for payload in entries[start : start + chunk]:
+            pipe.xadd(bus.EVENT_STREAM, {bus.EVENTS_FIELD: payload})
+        ids.extend(pipe.execute())
+    return ids

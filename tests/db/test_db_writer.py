@@ -1,0 +1,259 @@
+"""The db writer against real Redis and PostgreSQL: idempotence, claims, outages, bad entries."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import attrs
+import orjson
+import psycopg
+import pytest
+import redis
+import trio
+from db_events import EventLog, make_events, xadd_entries
+
+from exchange import bus
+from exchange.db import writer
+from exchange.db.migrate import migrate
+from exchange.db.queries import HistoryQueries
+from exchange.localservers import PostgresServer
+from exchange.markets import MarketConfig
+from exchange.settings import Settings
+
+WAIT_S = 60
+
+
+@pytest.fixture(scope="module")
+def events(config: MarketConfig) -> EventLog:
+    return make_events(config, seed=11, commands=1500, batch_commands=40, users=20)
+
+
+def _redis(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url)
+
+
+async def _wait_for(predicate, what: str) -> None:
+    """Poll ``predicate()`` (run in a thread) until true; fail after WAIT_S."""
+    with trio.fail_after(WAIT_S):
+        while not await trio.to_thread.run_sync(predicate):
+            await trio.sleep(0.02)
+
+
+def _drained(settings: Settings) -> bool:
+    """Every entry of the stream delivered to the group and acknowledged."""
+    client = _redis(settings)
+    try:
+        groups = client.xinfo_groups(bus.EVENT_STREAM)
+    except redis.ResponseError:
+        return False
+    finally:
+        client.close()
+    return any(
+        group["name"] == writer.EVENTS_GROUP.encode()
+        and group["pending"] == 0
+        and group["lag"] == 0
+        for group in groups
+    )
+
+
+def trade_totals(url: str) -> dict[str, tuple[int, Decimal]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT market, count(*), sum(quantity) FROM trades GROUP BY market")
+        return {market: (count, total) for market, count, total in rows}
+
+
+def table_counts(url: str) -> tuple[int, int]:
+    with psycopg.connect(url) as conn:
+        trades = conn.execute("SELECT count(*) FROM trades").fetchone()[0]
+        orders = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
+    return trades, orders
+
+
+async def assert_tables_equal_events(url: str, log: EventLog) -> None:
+    """Trades: count and quantity per market; orders: every field of each order's last state."""
+    assert trade_totals(url) == log.trade_totals()
+    assert table_counts(url) == (len(log.trades), len(log.orders))
+    async with HistoryQueries(url) as queries:
+        for order_id, expected in log.orders.items():
+            user_id = expected_user(log, order_id)
+            stored = await queries.order(user_id, order_id=order_id)
+            assert stored is not None
+            stored.pop("fills")
+            wanted = dict(expected)
+            if not (wanted["type"] == "market" and wanted["side"] == "buy"):
+                wanted.pop("quote_quantity")
+            assert stored == wanted
+
+
+def expected_user(log: EventLog, order_id: int) -> str:
+    return log.users[order_id]
+
+
+async def run_until_drained(settings: Settings) -> writer.WriterStats:
+    async with trio.open_nursery() as nursery:
+        stats = await nursery.start(writer.run, settings)
+        await _wait_for(lambda: _drained(settings), "drained")
+        nursery.cancel_scope.cancel()
+    return stats
+
+
+async def test_events_are_written(writer_settings: Settings, events: EventLog) -> None:
+    xadd_entries(_redis(writer_settings), events.entries)
+    stats = await run_until_drained(writer_settings)
+    assert stats.entries == len(events.entries)
+    assert stats.dead == 0
+    await assert_tables_equal_events(writer_settings.database_url, events)
+
+
+async def test_same_events_twice_give_one_row_each(
+    writer_settings: Settings, events: EventLog
+) -> None:
+    client = _redis(writer_settings)
+    xadd_entries(client, events.entries)
+    await run_until_drained(writer_settings)
+    # Redelivered (the same payloads again under new ids) and then an engine replay of the
+    # second half, while the writer runs.
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run, writer_settings)
+        xadd_entries(client, events.entries)
+        xadd_entries(client, events.entries[len(events.entries) // 2 :])
+        await _wait_for(lambda: _drained(writer_settings), "drained")
+        nursery.cancel_scope.cancel()
+    await assert_tables_equal_events(writer_settings.database_url, events)
+
+
+async def test_older_order_state_never_replaces_a_newer_one(
+    writer_settings: Settings, events: EventLog
+) -> None:
+    # Every entry in reverse order: each order's oldest state arrives last.
+    xadd_entries(_redis(writer_settings), list(reversed(events.entries)))
+    await run_until_drained(writer_settings)
+    await assert_tables_equal_events(writer_settings.database_url, events)
+
+
+async def test_pending_entries_of_a_dead_consumer_are_claimed(
+    writer_settings: Settings, events: EventLog
+) -> None:
+    client = _redis(writer_settings)
+    xadd_entries(client, events.entries)
+    client.xgroup_create(bus.EVENT_STREAM, writer.EVENTS_GROUP, id="0")
+    # Another writer read a third of the entries, then died without acknowledging them.
+    taken = client.xreadgroup(
+        writer.EVENTS_GROUP, "dead-writer", {bus.EVENT_STREAM: ">"}, count=len(events.entries) // 3
+    )
+    assert len(taken[0][1]) == len(events.entries) // 3
+    await run_until_drained(writer_settings)
+    await assert_tables_equal_events(writer_settings.database_url, events)
+
+
+async def test_own_pending_entries_are_written_after_a_restart(
+    writer_settings: Settings, events: EventLog
+) -> None:
+    client = _redis(writer_settings)
+    xadd_entries(client, events.entries)
+    client.xgroup_create(bus.EVENT_STREAM, writer.EVENTS_GROUP, id="0")
+    # This consumer read everything before its last run died: nothing would arrive as new.
+    client.xreadgroup(writer.EVENTS_GROUP, writer_settings.db_consumer, {bus.EVENT_STREAM: ">"})
+    settings = Settings(
+        redis_url=writer_settings.redis_url,
+        database_url=writer_settings.database_url,
+        db_claim_idle_s=3600.0,  # no claiming: only the own-pending path can find them
+    )
+    await run_until_drained(settings)
+    await assert_tables_equal_events(writer_settings.database_url, events)
+
+
+async def test_written_entries_are_trimmed_but_never_pending_ones(
+    writer_settings: Settings, events: EventLog
+) -> None:
+    client = _redis(writer_settings)
+    ids = xadd_entries(client, events.entries)
+    skipped = 7  # the group starts after these: nobody needs them
+    client.xgroup_create(bus.EVENT_STREAM, writer.EVENTS_GROUP, id=ids[skipped - 1])
+    # A live peer holds the next 5 entries (pending, not idle long enough to be claimed).
+    held = client.xreadgroup(writer.EVENTS_GROUP, "peer", {bus.EVENT_STREAM: ">"}, count=5)
+    settings = attrs.evolve(writer_settings, db_claim_idle_s=3600.0)
+    async with trio.open_nursery() as nursery:
+        stats = await nursery.start(writer.run, settings)
+        await _wait_for(lambda: stats.entries == len(ids) - skipped - 5, "the rest written")
+        # Trimmed up to the peer's oldest pending entry, and no further.
+        await _wait_for(lambda: stats.trimmed == skipped, "trimmed to the pending entries")
+        assert client.xrange(bus.EVENT_STREAM, count=1)[0][0] == ids[skipped]
+        assert client.xlen(bus.EVENT_STREAM) == len(ids) - skipped
+        client.xack(bus.EVENT_STREAM, writer.EVENTS_GROUP, *[i for i, _ in held[0][1]])
+        await _wait_for(lambda: client.xlen(bus.EVENT_STREAM) == 0, "everything trimmed")
+        nursery.cancel_scope.cancel()
+    assert stats.trimmed == len(ids)
+
+
+async def test_bad_entries_go_to_the_dead_letter_stream(
+    writer_settings: Settings, events: EventLog
+) -> None:
+    client = _redis(writer_settings)
+    good = events.entries[:10]
+    trade = next(iter(events.trades.values()))
+    refused = dict(trade, id=10**9, price="not a number")  # decodes, but PostgreSQL refuses it
+    entries = [
+        good[0],
+        b"{not json",
+        *good[1:5],
+        orjson.dumps([refused]),
+        orjson.dumps([{"type": "trade"}]),
+        *good[5:],
+    ]
+    xadd_entries(client, entries)
+    stats = await run_until_drained(writer_settings)
+    assert stats.dead == 3
+    dead = client.xrange(writer.DEAD_LETTER_STREAM)
+    assert sorted(fields[bus.EVENTS_FIELD] for _, fields in dead) == sorted(
+        [b"{not json", orjson.dumps([refused]), orjson.dumps([{"type": "trade"}])]
+    )
+    assert all(b"error" in fields for _, fields in dead)
+    with psycopg.connect(writer_settings.database_url) as conn:
+        assert (
+            conn.execute("SELECT count(*) FROM trades WHERE id = %s", (10**9,)).fetchone()[0] == 0
+        )
+    expected = make_expected(events, good)
+    assert trade_totals(writer_settings.database_url) == expected.trade_totals()
+
+
+def make_expected(events: EventLog, entries: list[bytes]) -> EventLog:
+    """The EventLog of a subset of the entries."""
+    log = EventLog()
+    for payload in entries:
+        for event in orjson.loads(payload):
+            if event["type"] == "trade":
+                log.trades[event["id"]] = event
+    return log
+
+
+@pytest.mark.slow
+async def test_postgres_down_and_back_during_a_flow(
+    redis_url: str, tmp_path: Path, events: EventLog
+) -> None:
+    # A private server: stopping the session's would disturb other tests.
+    with PostgresServer.start(tmp_path / "pg", fsync=False) as server:
+        url = server.create_database("flow")
+        migrate(url)
+        settings = Settings(redis_url=redis_url, database_url=url, db_read_count=4)
+        client = redis.Redis.from_url(redis_url)
+        first, second, third = (
+            events.entries[:20],
+            events.entries[20:-10],
+            events.entries[-10:],
+        )
+        async with trio.open_nursery() as nursery:
+            stats = await nursery.start(writer.run, settings)
+            xadd_entries(client, first)
+            await _wait_for(lambda: stats.entries == len(first), "first part written")
+            await trio.to_thread.run_sync(server.stop)
+            xadd_entries(client, second)
+            # The writer is stuck on the batch in hand; the rest waits in Redis.
+            await trio.sleep(0.5)
+            assert stats.entries == len(first)
+            await trio.to_thread.run_sync(server.restart)
+            xadd_entries(client, third)
+            await _wait_for(lambda: _drained(settings), "drained")
+            nursery.cancel_scope.cancel()
+        await assert_tables_equal_events(url, events)
