@@ -1,0 +1,129 @@
+"""What every API surface calls: commands to the engine, queries to the engine or PostgreSQL.
+
+A surface (the native ``/api/v1`` routes, later ``/backpack``) parses its own request shape into
+records of :mod:`exchange.models`, calls these methods, and renders the replies in its own
+names. Nothing here knows about HTTP; the engine's rejections come back as
+:class:`~exchange.errors.RequestError` so a surface only maps codes to its own.
+
+State changes and live state (depth, open orders, balances, open or recently closed orders) come
+from the engine through the gateway; history (trades, klines, tickers, closed orders, fills)
+from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from exchange.errors import ErrorCode, RequestError
+from exchange.markets import MarketConfig
+from exchange.models import (
+    Balance,
+    CancelAll,
+    CancelOrder,
+    Command,
+    Deposit,
+    Depth,
+    GetBalances,
+    GetDepth,
+    GetOpenOrders,
+    GetOrder,
+    OrderView,
+    PlaceOrder,
+    Query,
+    Rejection,
+    Reply,
+    Withdraw,
+)
+
+
+class Gateway(Protocol):
+    """The engine service's client (``exchange.gateway``)."""
+
+    async def submit(self, command: Command) -> Reply: ...
+    async def submit_many(self, commands: list[Command]) -> list[Reply]: ...
+    async def query(self, query: Query) -> Reply: ...
+    def heartbeat(self) -> dict | None: ...
+
+
+class History(Protocol):
+    """PostgreSQL history reader (``exchange.db.queries``); returns contract-shaped dicts."""
+
+    async def recent_trades(self, market: str, limit: int) -> list[dict]: ...
+    async def klines(
+        self,
+        market: str,
+        interval: str,
+        start_time: datetime | None,
+        end_time: datetime | None,
+        limit: int,
+    ) -> list[dict]: ...
+    async def tickers(self, markets: list[str]) -> list[dict]: ...
+    async def order_history(self, user_id: str, market: str | None, limit: int) -> list[dict]: ...
+    async def fills(self, user_id: str, market: str | None, limit: int) -> list[dict]: ...
+    async def order(
+        self, user_id: str, order_id: int | None = None, client_order_id: str | None = None
+    ) -> dict | None: ...
+
+
+def _checked(reply: Reply) -> Any:
+    if isinstance(reply, Rejection):
+        raise RequestError(reply.code, reply.message)
+    return reply
+
+
+class Backend:
+    """One exchange behind every surface."""
+
+    def __init__(self, config: MarketConfig, gateway: Gateway, history: History) -> None:
+        self.config = config
+        self.gateway = gateway
+        self.history = history
+
+    # --- commands ------------------------------------------------------------------------------
+
+    async def place(self, command: PlaceOrder) -> OrderView:
+        return _checked(await self.gateway.submit(command))
+
+    async def place_many(self, commands: list[PlaceOrder]) -> list[OrderView | Rejection]:
+        """Each command accepted or refused on its own (one round trip for all)."""
+        if not commands:
+            return []
+        return list(await self.gateway.submit_many(commands))
+
+    async def cancel(self, command: CancelOrder) -> OrderView:
+        return _checked(await self.gateway.submit(command))
+
+    async def cancel_all(self, command: CancelAll) -> list[OrderView]:
+        return _checked(await self.gateway.submit(command))
+
+    async def transfer(self, command: Deposit | Withdraw) -> dict[str, Balance]:
+        return _checked(await self.gateway.submit(command))
+
+    # --- live state ----------------------------------------------------------------------------
+
+    async def depth(self, market: str, limit: int | None) -> Depth:
+        return _checked(await self.gateway.query(GetDepth(market, limit)))
+
+    async def open_orders(self, user_id: str, market: str | None) -> list[OrderView]:
+        return _checked(await self.gateway.query(GetOpenOrders(user_id, market)))
+
+    async def balances(self, user_id: str) -> dict[str, Balance]:
+        return _checked(await self.gateway.query(GetBalances(user_id)))
+
+    async def order(
+        self, user_id: str, order_id: int | None, client_order_id: str | None
+    ) -> OrderView | dict:
+        """An order the engine still holds (a view), else the closed order from PostgreSQL
+        (a contract-shaped dict). Raises RequestError(ORDER_NOT_FOUND)."""
+        reply = await self.gateway.query(GetOrder(user_id, order_id, client_order_id))
+        if not isinstance(reply, Rejection):
+            return reply
+        if reply.code is not ErrorCode.ORDER_NOT_FOUND:
+            raise RequestError(reply.code, reply.message)
+        stored = await self.history.order(
+            user_id, order_id=order_id, client_order_id=client_order_id
+        )
+        if stored is None:
+            raise RequestError(ErrorCode.ORDER_NOT_FOUND, "no such order")
+        return stored

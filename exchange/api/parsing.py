@@ -1,0 +1,402 @@
+"""Requests → commands: pure functions that read the contract's inputs exactly or refuse them.
+
+Every function here either returns a record from :mod:`exchange.models` (or a plain value) or
+raises :class:`~exchange.errors.RequestError` with the precise contract code and a message a
+person can act on. Nothing here does I/O, so a refused request never reaches the engine and
+never changes state. Any surface (the native ``/api/v1`` routes, later ``/backpack``) can build
+its commands with these functions after translating its own names.
+
+Numbers are read exactly: bodies go through :func:`exchange.codec.loads_exact` (fractions become
+``Decimal``, never a binary float), and :mod:`exchange.money` turns decimals into integer ticks,
+lots and minor units, refusing anything off the market's step or outside its limits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from exchange.codec import loads_exact
+from exchange.engine.core import validate_order
+from exchange.errors import ErrorCode, RequestError
+from exchange.markets import Market, MarketConfig
+from exchange.models import (
+    CancelAll,
+    CancelOrder,
+    Deposit,
+    OrderType,
+    PlaceOrder,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+    Withdraw,
+)
+from exchange.money import MoneyError, parse_decimal, to_steps
+
+MAX_BATCH_ORDERS = 50
+# A Decimal like 1e999999999 is tiny as JSON but gigantic as digits: refuse it by its exponent
+# before anything writes it out.
+_MAX_DECIMAL_EXPONENT = 40
+_USER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_ORDER_ID = re.compile(r"[0-9]{1,20}")
+
+INTERVALS: dict[str, timedelta] = {
+    "1m": timedelta(minutes=1),
+    "5m": timedelta(minutes=5),
+    "15m": timedelta(minutes=15),
+    "30m": timedelta(minutes=30),
+    "1h": timedelta(hours=1),
+    "4h": timedelta(hours=4),
+    "1d": timedelta(days=1),
+    "1w": timedelta(weeks=1),
+}
+
+ORDER_FIELDS = frozenset(
+    {
+        "market",
+        "symbol",
+        "side",
+        "type",
+        "price",
+        "quantity",
+        "quote_quantity",
+        "time_in_force",
+        "post_only",
+        "client_order_id",
+        "self_trade_prevention",
+        "user_id",
+    }
+)
+CANCEL_FIELDS = frozenset({"market", "symbol", "order_id", "client_order_id", "user_id"})
+TRANSFER_FIELDS = frozenset({"user_id", "asset", "amount"})
+
+
+def fail(code: ErrorCode, message: str) -> RequestError:
+    return RequestError(code, message)
+
+
+# --- bodies and parameters ---------------------------------------------------------------------
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON with exact numbers. Raises RequestError(INVALID_REQUEST)."""
+    if not raw.strip():
+        raise fail(ErrorCode.INVALID_REQUEST, "a JSON body is required")
+    try:
+        return loads_exact(raw)
+    except (ValueError, RecursionError) as exc:
+        # UnicodeDecodeError and JSONDecodeError are ValueErrors; so is an integer too long
+        # for Python's digit limit.
+        raise fail(ErrorCode.INVALID_REQUEST, f"malformed JSON: {exc}") from None
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    data = parse_json(raw)
+    if not isinstance(data, dict):
+        raise fail(ErrorCode.INVALID_REQUEST, "the body must be a JSON object")
+    return data
+
+
+def check_fields(data: Mapping[str, Any], allowed: frozenset[str], where: str = "body") -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise fail(ErrorCode.INVALID_REQUEST, f"unknown field {unknown[0]!r} in the {where}")
+
+
+def market_name(data: Mapping[str, Any], *, required: bool = True) -> str | None:
+    """The ``market`` (or its synonym ``symbol``) of a body or query; not yet checked."""
+    market, symbol = data.get("market"), data.get("symbol")
+    if market is not None and symbol is not None and market != symbol:
+        raise fail(ErrorCode.INVALID_REQUEST, "market and symbol name different markets")
+    name = market if market is not None else symbol
+    if name is None:
+        if required:
+            raise fail(ErrorCode.INVALID_MARKET, "market (or symbol) is required")
+        return None
+    if not isinstance(name, str):
+        raise fail(ErrorCode.INVALID_MARKET, "market must be a string like 'TATA_INR'")
+    return name
+
+
+def market_of(
+    config: MarketConfig, data: Mapping[str, Any], *, required: bool = True
+) -> Market | None:
+    """The configured market a body or query names. Raises RequestError(INVALID_MARKET)."""
+    name = market_name(data, required=required)
+    if name is None:
+        return None
+    market = config.markets.get(name)
+    if market is None:
+        raise fail(ErrorCode.INVALID_MARKET, f"unknown market {name!r}")
+    return market
+
+
+def limit_param(params: Mapping[str, str], *, default: int, maximum: int) -> int:
+    raw = params.get("limit")
+    if raw is None:
+        return default
+    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 9):
+        raise fail(ErrorCode.INVALID_LIMIT, f"limit must be an integer from 1 to {maximum}")
+    limit = int(raw)
+    if not 1 <= limit <= maximum:
+        raise fail(ErrorCode.INVALID_LIMIT, f"limit must be an integer from 1 to {maximum}")
+    return limit
+
+
+def user_id_value(value: Any) -> str:
+    """A dev-mode ``user_id`` (string, or a JSON integer) → its canonical string."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        value = str(value)
+    if not isinstance(value, str) or not _USER_ID.fullmatch(value):
+        raise fail(
+            ErrorCode.INVALID_REQUEST,
+            "user_id must be 1 to 64 letters, digits or '_.:-'",
+        )
+    return value
+
+
+# --- money -------------------------------------------------------------------------------------
+
+
+def decimal_value(value: Any, code: ErrorCode, name: str) -> Decimal:
+    """An exact positive decimal, or RequestError(code)."""
+    if (
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and abs(value.adjusted()) > _MAX_DECIMAL_EXPONENT
+    ):
+        raise fail(code, f"{name} is too large or too precise")
+    try:
+        number = parse_decimal(value)
+    except MoneyError as exc:
+        raise fail(code, f"{name} {exc}") from None
+    if number <= 0:
+        raise fail(code, f"{name} must be positive")
+    return number
+
+
+def price_ticks(market: Market, value: Any) -> int:
+    price = decimal_value(value, ErrorCode.INVALID_PRICE, "price")
+    try:
+        ticks = to_steps(price, market.tick_size)
+    except MoneyError as exc:
+        raise fail(ErrorCode.INVALID_PRICE, f"price {exc} (the tick size)") from None
+    if ticks > market.max_ticks:
+        raise fail(
+            ErrorCode.INVALID_PRICE,
+            f"price must be at most {market.format_price(market.max_ticks)}",
+        )
+    return ticks
+
+
+def quantity_lots(market: Market, value: Any) -> int:
+    quantity = decimal_value(value, ErrorCode.INVALID_QUANTITY, "quantity")
+    try:
+        lots = to_steps(quantity, market.lot_size)
+    except MoneyError as exc:
+        raise fail(ErrorCode.INVALID_QUANTITY, f"quantity {exc} (the lot size)") from None
+    if not market.min_lots <= lots <= market.max_lots:
+        raise fail(
+            ErrorCode.INVALID_QUANTITY,
+            f"quantity must be between {market.format_quantity(market.min_lots)} "
+            f"and {market.format_quantity(market.max_lots)}",
+        )
+    return lots
+
+
+def quote_units(market: Market, value: Any) -> int:
+    amount = decimal_value(value, ErrorCode.INVALID_QUANTITY, "quote_quantity")
+    try:
+        units = market.quote.to_units(amount)
+    except MoneyError:
+        raise fail(
+            ErrorCode.INVALID_QUANTITY,
+            f"quote_quantity has more than {market.quote.decimals} decimals",
+        ) from None
+    if units > market.quote_units(market.max_ticks, market.max_lots):
+        raise fail(ErrorCode.INVALID_QUANTITY, "quote_quantity is too large")
+    return units
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def _enum(enum_type: type, value: Any, code: ErrorCode, name: str):
+    try:
+        return enum_type(value)
+    except ValueError:
+        choices = ", ".join(repr(item.value) for item in enum_type)
+        raise fail(code, f"{name} must be one of {choices}") from None
+
+
+def parse_order(config: MarketConfig, data: Any, *, user_id: str) -> PlaceOrder:
+    """One order request (a JSON object) → :class:`PlaceOrder` for ``user_id``."""
+    if not isinstance(data, dict):
+        raise fail(ErrorCode.INVALID_REQUEST, "an order must be a JSON object")
+    check_fields(data, ORDER_FIELDS)
+    market = market_of(config, data)
+    assert market is not None
+    if "side" not in data:
+        raise fail(ErrorCode.INVALID_SIDE, "side is required ('buy' or 'sell')")
+    side = _enum(Side, data["side"], ErrorCode.INVALID_SIDE, "side")
+    order_type = _enum(OrderType, data.get("type", "limit"), ErrorCode.INVALID_TYPE, "type")
+    tif = _enum(
+        TimeInForce,
+        data.get("time_in_force", "GTC"),
+        ErrorCode.INVALID_TIME_IN_FORCE,
+        "time_in_force",
+    )
+    stp = _enum(
+        SelfTradePrevention,
+        data.get("self_trade_prevention", "cancel_taker"),
+        ErrorCode.INVALID_ORDER,
+        "self_trade_prevention",
+    )
+    post_only = data.get("post_only", False)
+    if not isinstance(post_only, bool):
+        raise fail(ErrorCode.INVALID_ORDER, "post_only must be true or false")
+    client_order_id = data.get("client_order_id")
+    if client_order_id is not None and (
+        not isinstance(client_order_id, str)
+        or not 0 < len(client_order_id) <= 36
+        or not client_order_id.isprintable()
+    ):
+        raise fail(
+            ErrorCode.INVALID_CLIENT_ORDER_ID,
+            "client_order_id must be a string of 1 to 36 printable characters",
+        )
+    price = data.get("price")
+    quantity = data.get("quantity")
+    quote_quantity = data.get("quote_quantity")
+    if order_type is OrderType.LIMIT and price is None:
+        raise fail(ErrorCode.INVALID_PRICE, "a limit order needs a price")
+    if order_type is OrderType.MARKET and price is not None:
+        raise fail(ErrorCode.INVALID_PRICE, "a market order takes no price")
+    if quantity is None and quote_quantity is None:
+        raise fail(ErrorCode.INVALID_QUANTITY, "quantity is required")
+    command = PlaceOrder(
+        user_id=user_id,
+        market=market.symbol,
+        side=side,
+        type=order_type,
+        price=None if price is None else price_ticks(market, price),
+        quantity=None if quantity is None else quantity_lots(market, quantity),
+        quote_quantity=None if quote_quantity is None else quote_units(market, quote_quantity),
+        time_in_force=tif,
+        post_only=post_only,
+        client_order_id=client_order_id,
+        self_trade_prevention=stp,
+    )
+    # The engine's own check, run here too so a malformed order costs no round trip.
+    rejection = validate_order(command, market)
+    if rejection is not None:
+        raise fail(rejection.code, rejection.message)
+    return command
+
+
+def parse_order_list(data: Any) -> list[Any]:
+    """The batch endpoint's body: a JSON list of 1 to 50 items (each parsed on its own)."""
+    if not isinstance(data, list):
+        raise fail(ErrorCode.INVALID_REQUEST, "the body must be a JSON list of orders")
+    if not 1 <= len(data) <= MAX_BATCH_ORDERS:
+        raise fail(ErrorCode.INVALID_REQUEST, f"a batch holds 1 to {MAX_BATCH_ORDERS} orders")
+    return data
+
+
+def order_id_value(value: Any) -> int:
+    """An engine order id, as the contract's string (or a JSON integer)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not _ORDER_ID.fullmatch(value):
+        raise fail(ErrorCode.INVALID_REQUEST, "order_id must be a string of digits")
+    return int(value)
+
+
+def order_reference(data: Mapping[str, Any]) -> tuple[int | None, str | None]:
+    """``order_id`` or ``client_order_id`` (exactly one) of a cancel body or a lookup query."""
+    order_id, client_order_id = data.get("order_id"), data.get("client_order_id")
+    if (order_id is None) == (client_order_id is None):
+        raise fail(ErrorCode.INVALID_REQUEST, "give exactly one of order_id or client_order_id")
+    if order_id is not None:
+        return order_id_value(order_id), None
+    if not isinstance(client_order_id, str) or not 0 < len(client_order_id) <= 36:
+        raise fail(ErrorCode.INVALID_CLIENT_ORDER_ID, "client_order_id must be 1 to 36 characters")
+    return None, client_order_id
+
+
+def parse_cancel(config: MarketConfig, data: Any, *, user_id: str) -> CancelOrder:
+    if not isinstance(data, dict):
+        raise fail(ErrorCode.INVALID_REQUEST, "the body must be a JSON object")
+    check_fields(data, CANCEL_FIELDS)
+    market = market_of(config, data)
+    assert market is not None
+    order_id, client_order_id = order_reference(data)
+    return CancelOrder(user_id, market.symbol, order_id, client_order_id)
+
+
+def parse_cancel_all(config: MarketConfig, params: Mapping[str, str], *, user_id: str) -> CancelAll:
+    market = market_of(config, params, required=False)
+    return CancelAll(user_id, None if market is None else market.symbol)
+
+
+def parse_transfer(config: MarketConfig, data: Any, *, withdraw: bool) -> Deposit | Withdraw:
+    """An admin deposit or withdrawal body ``{"user_id", "asset", "amount"}``."""
+    if not isinstance(data, dict):
+        raise fail(ErrorCode.INVALID_REQUEST, "the body must be a JSON object")
+    check_fields(data, TRANSFER_FIELDS)
+    if "user_id" not in data:
+        raise fail(ErrorCode.INVALID_REQUEST, "user_id is required")
+    user_id = user_id_value(data["user_id"])
+    asset = config.assets.get(data.get("asset")) if isinstance(data.get("asset"), str) else None
+    if asset is None:
+        raise fail(ErrorCode.INVALID_ASSET, f"unknown asset {data.get('asset')!r}")
+    if "amount" not in data:
+        raise fail(ErrorCode.INVALID_AMOUNT, "amount is required")
+    amount = decimal_value(data["amount"], ErrorCode.INVALID_AMOUNT, "amount")
+    try:
+        units = asset.to_units(amount)
+    except MoneyError:
+        raise fail(
+            ErrorCode.INVALID_AMOUNT, f"amount has more than {asset.decimals} decimals"
+        ) from None
+    if units >= 10**30:
+        raise fail(ErrorCode.INVALID_AMOUNT, "amount is too large")
+    return (Withdraw if withdraw else Deposit)(user_id, asset.name, units)
+
+
+# --- history parameters ------------------------------------------------------------------------
+
+
+def interval_param(params: Mapping[str, str]) -> str:
+    interval = params.get("interval")
+    if interval not in INTERVALS:
+        raise fail(ErrorCode.INVALID_INTERVAL, f"interval must be one of {', '.join(INTERVALS)}")
+    return interval
+
+
+def time_param(params: Mapping[str, str], name: str) -> datetime | None:
+    """ISO-8601 (``2024-01-01T00:00:00Z``) or epoch seconds → an aware UTC datetime."""
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        if raw.isascii() and raw.isdigit() and len(raw) <= 11:
+            return datetime.fromtimestamp(int(raw), UTC)
+        if not raw[:4].isdigit() or "T" not in raw and len(raw) != 10:
+            raise ValueError(raw)
+        moment = datetime.fromisoformat(raw)
+    except (ValueError, OverflowError, OSError):
+        raise fail(
+            ErrorCode.INVALID_TIME,
+            f"{name} must be ISO-8601 (2024-01-01T00:00:00Z) or epoch seconds",
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def check_params(params: Mapping[str, str], allowed: frozenset[str]) -> None:
+    check_fields(params, allowed, where="query string")

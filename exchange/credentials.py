@@ -1,0 +1,172 @@
+"""Users and their API keys, kept in Redis and shared by the API and WebSocket servers.
+
+How secrets are protected: an API secret is never stored. It is derived when needed as
+``HMAC-SHA256(server_key, "api-secret" + api_key)`` from ``EXCHANGE_SECRET_KEY``, so a copy of
+Redis (or its AOF) reveals key ids and user ids but no secret, and nothing here ever logs one.
+The alternative, storing each secret encrypted under the server key, protects the same way but
+needs a cipher and a stored ciphertext per key; derivation needs neither. The price: changing
+``EXCHANGE_SECRET_KEY`` changes every secret (rotate by issuing new keys). The development
+default key (:data:`DEV_SECRET_KEY`) is public, so production must set its own.
+
+Redis layout (every name under :data:`PREFIX`)::
+
+    {PREFIX}next_user_id         INCR counter for admin-created user ids ("1", "2", …)
+    {PREFIX}users                hash user_id → creation time (ms)
+    {PREFIX}api_keys             hash api_key → user_id
+    {PREFIX}ed25519              hash base64 public key → user_id
+    {PREFIX}user_ed25519:{id}    set of a user's ED25519 public keys
+
+Lookups are cached in the process: keys are never revoked by the contract, so a key once seen
+keeps meaning the same user and the hot path costs no Redis round trip.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+from collections import OrderedDict
+from typing import Any
+
+from exchange.bus import CREDENTIALS_PREFIX, RedisBridge
+from exchange.errors import ErrorCode, RequestError
+
+PREFIX = CREDENTIALS_PREFIX
+NEXT_USER_ID = PREFIX + "next_user_id"
+USERS = PREFIX + "users"
+API_KEYS = PREFIX + "api_keys"
+ED25519_KEYS = PREFIX + "ed25519"
+USER_ED25519 = PREFIX + "user_ed25519:{user_id}"
+
+DEV_SECRET_KEY = "dev-only-exchange-secret-key-change-me"
+_CACHE_SIZE = 100_000
+
+
+def derive_secret(server_key: bytes, api_key: str) -> str:
+    """The API secret of ``api_key`` under ``server_key`` (64 hex characters)."""
+    return hmac.new(server_key, b"api-secret" + api_key.encode(), hashlib.sha256).hexdigest()
+
+
+def check_ed25519_key(public_key_b64: Any) -> str:
+    """Validate a base64 raw 32-byte ED25519 public key; return it canonically encoded.
+
+    Raises:
+        RequestError(INVALID_REQUEST): not base64 of exactly 32 bytes.
+    """
+    if isinstance(public_key_b64, str):
+        try:
+            raw = base64.b64decode(public_key_b64, validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) == 32:
+            return base64.b64encode(raw).decode()
+    raise RequestError(
+        ErrorCode.INVALID_REQUEST, "ed25519_public_key must be base64 of a raw 32-byte key"
+    )
+
+
+class CredentialStore:
+    """The user and API-key store over a :class:`~exchange.bus.RedisBridge`.
+
+    Raises ServiceUnavailable (from the bridge) when Redis cannot be reached.
+    """
+
+    def __init__(self, bridge: RedisBridge, server_key: str | bytes) -> None:
+        self._bridge = bridge
+        self._client = bridge.client
+        self._server_key = server_key.encode() if isinstance(server_key, str) else server_key
+        self._cache: OrderedDict[str, str] = OrderedDict()
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await self._bridge.call(fn, *args)
+
+    # --- users and HMAC keys ---------------------------------------------------------------
+
+    async def create_user(self, ed25519_public_key: str | None = None) -> dict[str, str]:
+        """A new user with a fresh API key (and the ED25519 key, when given)."""
+        public_key = None if ed25519_public_key is None else check_ed25519_key(ed25519_public_key)
+        if public_key is not None and await self.user_for_ed25519(public_key) is not None:
+            raise RequestError(ErrorCode.CONFLICT, "that ed25519_public_key is already in use")
+        api_key = secrets.token_hex(16)
+        now_ms = str(int(time.time() * 1000))
+
+        def write() -> str:
+            user_id = str(self._client.incr(NEXT_USER_ID))
+            with self._client.pipeline(transaction=True) as pipe:
+                pipe.hset(USERS, user_id, now_ms)
+                pipe.hset(API_KEYS, api_key, user_id)
+                if public_key is not None:
+                    pipe.hset(ED25519_KEYS, public_key, user_id)
+                    pipe.sadd(USER_ED25519.format(user_id=user_id), public_key)
+                pipe.execute()
+            return user_id
+
+        user_id = await self._run(write)
+        out = {"user_id": user_id, "api_key": api_key, "api_secret": self.secret_for(api_key)}
+        if public_key is not None:
+            out["ed25519_public_key"] = public_key
+        return out
+
+    async def create_api_key(self, user_id: str) -> dict[str, str]:
+        """Another API key for an existing user. Raises RequestError(NOT_FOUND)."""
+        if not await self.user_exists(user_id):
+            raise RequestError(ErrorCode.NOT_FOUND, f"no user {user_id!r}")
+        api_key = secrets.token_hex(16)
+        await self._run(self._client.hset, API_KEYS, api_key, user_id)
+        return {"user_id": user_id, "api_key": api_key, "api_secret": self.secret_for(api_key)}
+
+    def secret_for(self, api_key: str) -> str:
+        return derive_secret(self._server_key, api_key)
+
+    async def user_exists(self, user_id: str) -> bool:
+        return bool(await self._run(self._client.hexists, USERS, user_id))
+
+    async def lookup(self, api_key: str) -> tuple[str, str] | None:
+        """``(user_id, secret)`` of a known API key, else ``None``."""
+        user_id = self._cache.get(api_key)
+        if user_id is None:
+            if not 8 <= len(api_key) <= 128:
+                return None
+            raw = await self._run(self._client.hget, API_KEYS, api_key)
+            if raw is None:
+                return None
+            user_id = raw.decode()
+            self._cache[api_key] = user_id
+            if len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return user_id, self.secret_for(api_key)
+
+    # --- ED25519 keys ----------------------------------------------------------------------
+
+    async def add_ed25519_key(self, user_id: str, public_key_b64: str) -> str:
+        """Attach an ED25519 public key to a user; returns it canonically encoded.
+
+        Raises:
+            RequestError: NOT_FOUND for an unknown user, CONFLICT for a key another user has,
+                INVALID_REQUEST for a malformed key.
+        """
+        public_key = check_ed25519_key(public_key_b64)
+        if not await self.user_exists(user_id):
+            raise RequestError(ErrorCode.NOT_FOUND, f"no user {user_id!r}")
+
+        def write() -> bool:
+            if not self._client.hsetnx(ED25519_KEYS, public_key, user_id):
+                return self._client.hget(ED25519_KEYS, public_key) == user_id.encode()
+            self._client.sadd(USER_ED25519.format(user_id=user_id), public_key)
+            return True
+
+        if not await self._run(write):
+            raise RequestError(
+                ErrorCode.CONFLICT, "that ed25519_public_key belongs to another user"
+            )
+        return public_key
+
+    async def user_for_ed25519(self, public_key_b64: str) -> str | None:
+        raw = await self._run(self._client.hget, ED25519_KEYS, public_key_b64)
+        return None if raw is None else raw.decode()
+
+    async def ping(self) -> bool:
+        return bool(await self._run(self._client.ping))

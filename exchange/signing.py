@@ -1,0 +1,106 @@
+"""HMAC-SHA256 request signing, as the contract defines it (pure: no I/O, no clock).
+
+A private request carries ``X-API-KEY``, ``X-TIMESTAMP`` (ms) and ``X-SIGNATURE``: the lowercase
+hex HMAC-SHA256, keyed with the key's secret, of ``timestamp + METHOD + target + body``, where
+``target`` is the path and query string exactly as sent and ``body`` the raw request body. The
+server refuses a timestamp further than the receive window from its own clock, so a captured
+request cannot be replayed later, and the body is signed, so it cannot be replayed with another.
+
+The caller passes the server's clock reading in; this module never reads one. The WebSocket AUTH
+frame signs ``timestamp + "AUTH"`` with the same key (:func:`auth_payload`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+DEFAULT_RECV_WINDOW_MS = 5000
+MAX_RECV_WINDOW_MS = 60_000
+
+
+class SignatureError(ValueError):
+    """A signature, timestamp or receive window is malformed, wrong or stale.
+
+    ``field`` names what was wrong (``"recv_window"`` is a client error of its own: 400).
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def payload(timestamp: str, method: str, target: str, body: bytes) -> bytes:
+    """The bytes that are signed: ``timestamp + METHOD + target + body``."""
+    return f"{timestamp}{method.upper()}{target}".encode() + body
+
+
+def auth_payload(timestamp: str) -> bytes:
+    """What a WebSocket AUTH frame signs."""
+    return f"{timestamp}AUTH".encode()
+
+
+def sign(secret: str, message: bytes) -> str:
+    """Lowercase hex HMAC-SHA256 of ``message`` keyed with ``secret``."""
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def sign_request(secret: str, timestamp: str, method: str, target: str, body: bytes = b"") -> str:
+    return sign(secret, payload(timestamp, method, target, body))
+
+
+def parse_recv_window(raw: str | None) -> int:
+    """``X-RECV-WINDOW`` → ms (default 5000). Raises SignatureError("recv_window", ...)."""
+    if raw is None:
+        return DEFAULT_RECV_WINDOW_MS
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_RECV_WINDOW_MS:
+        raise SignatureError(
+            "recv_window", f"X-RECV-WINDOW must be an integer from 1 to {MAX_RECV_WINDOW_MS}"
+        )
+    return int(raw)
+
+
+def check_timestamp(raw: str | None, now_ms: int, recv_window_ms: int) -> int:
+    """The request's timestamp, if it is an integer within the window of ``now_ms``.
+
+    Raises:
+        SignatureError: ``field="timestamp"`` when missing, malformed or stale.
+    """
+    if not raw or not (raw.isascii() and raw.isdigit()) or len(raw) > 16:
+        raise SignatureError("timestamp", "X-TIMESTAMP must be integer milliseconds")
+    timestamp = int(raw)
+    if abs(now_ms - timestamp) > recv_window_ms:
+        raise SignatureError("timestamp", "timestamp is outside the receive window")
+    return timestamp
+
+
+def verify(secret: str, message: bytes, signature: str | None) -> bool:
+    """Constant-time check of a hex signature (case-insensitive)."""
+    if not signature or len(signature) != 64:
+        return False
+    return hmac.compare_digest(sign(secret, message), signature.lower())
+
+
+def verify_request(
+    secret: str,
+    *,
+    timestamp: str | None,
+    signature: str | None,
+    method: str,
+    target: str,
+    body: bytes,
+    now_ms: int,
+    recv_window: str | None = None,
+) -> None:
+    """Check one signed request completely.
+
+    Raises:
+        SignatureError: ``field`` is ``"recv_window"`` (→ 400), ``"timestamp"`` or
+            ``"signature"`` (→ 401).
+    """
+    window = parse_recv_window(recv_window)
+    check_timestamp(timestamp, now_ms, window)
+    assert timestamp is not None
+    if not verify(secret, payload(timestamp, method, target, body), signature):
+        raise SignatureError("signature", "signature does not match")
