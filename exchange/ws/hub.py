@@ -1,0 +1,260 @@
+"""The fan-out hub: shared Redis subscriptions, topics, and one render per event.
+
+Clients register for topics (a stream name; private topics carry the user: ``orders#42``). Each
+topic lives on one pub/sub channel; the hub holds one Redis subscription per channel, counted
+by the topics on it: the first registration subscribes (and waits for Redis's confirmation),
+the last one leaving unsubscribes. Market channels are also held for the life of the server by
+the ticker/kline statistics, which must see every trade whether anyone listens or not.
+
+For every pub/sub message the hub renders each event once, for the topics that have
+subscribers, and hands each subscriber a tuple of pre-framed bytes (``Client.deliver`` never
+blocks). Depth snapshots are fetched from the engine in coalesced rounds per market: clients
+that asked while a fetch was in flight share the next one, so a thousand clients subscribing at
+once cost a few engine queries, not a thousand.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import orjson
+import trio
+
+from exchange.bus import (
+    MARKET_CHANNEL_PREFIX,
+    USER_CHANNEL_PREFIX,
+    Subscriber,
+    market_channel,
+)
+from exchange.markets import MarketConfig
+from exchange.models import Depth
+from exchange.views import depth_json
+from exchange.ws import render
+from exchange.ws.frames import Frame
+from exchange.ws.stats import INTERVALS_MS, MarketStats
+
+log = logging.getLogger(__name__)
+
+MARKET_PREFIX = MARKET_CHANNEL_PREFIX
+USER_PREFIX = USER_CHANNEL_PREFIX
+SNAPSHOT_RETRY_S = 1.0
+
+FetchDepth = Callable[[str], Awaitable[Depth]]
+
+
+class Client(Protocol):
+    """What the hub needs of a connection."""
+
+    def deliver(self, frames: tuple[Frame, ...]) -> None: ...
+
+
+def private_topic(stream: str, user_id: str) -> str:
+    return f"{stream}#{user_id}"
+
+
+class _Channel:
+    __slots__ = ("changed", "ready", "refs", "subscribed")
+
+    def __init__(self) -> None:
+        self.refs = 0
+        self.subscribed = False
+        self.ready = trio.Event()  # set while subscribed with refs > 0
+        self.changed = trio.Event()
+
+
+class Hub:
+    def __init__(
+        self, config: MarketConfig, subscriber: Subscriber, fetch_depth: FetchDepth
+    ) -> None:
+        self.config = config
+        self.subscriber = subscriber
+        self.fetch_depth = fetch_depth
+        self.topics: dict[str, set[Client]] = {}
+        self.channels: dict[str, _Channel] = {}
+        self.stats = {symbol: MarketStats(market) for symbol, market in config.markets.items()}
+        self._snapshot_waiters: dict[str, list[Client]] = {}
+        self._nursery: trio.Nursery | None = None
+        self.messages_in = 0
+        self._pending: dict[Client, tuple[Frame, ...]] = {}
+
+    # --- channels and topics -------------------------------------------------------------------
+
+    async def hold(self, channel: str) -> None:
+        """Take a reference on ``channel``; returns once its subscription is confirmed."""
+        state = self.channels.get(channel)
+        if state is None:
+            state = self.channels[channel] = _Channel()
+            assert self._nursery is not None, "Hub.run is not running"
+            self._nursery.start_soon(self._manage, channel, state)
+        state.refs += 1
+        state.changed.set()
+        try:
+            await state.ready.wait()
+        except BaseException:
+            self.release(channel)
+            raise
+
+    def release(self, channel: str) -> None:
+        """Drop a reference (never blocks; the last one unsubscribes in the background)."""
+        state = self.channels.get(channel)
+        if state is None or state.refs <= 0:
+            return
+        state.refs -= 1
+        if state.refs == 0:
+            state.ready = trio.Event()
+        state.changed.set()
+
+    async def _manage(self, channel: str, state: _Channel) -> None:
+        # One task per channel owns its Redis subscription, so a quick release/hold never runs
+        # SUBSCRIBE and UNSUBSCRIBE out of order. It converges on "subscribed iff refs > 0".
+        while True:
+            changed = state.changed = trio.Event()
+            if state.refs > 0:
+                if not state.subscribed:
+                    await self.subscriber.subscribe(channel)
+                    state.subscribed = True
+                if state.refs > 0:
+                    state.ready.set()
+            elif state.subscribed:
+                await self.subscriber.unsubscribe(channel)
+                state.subscribed = False
+                continue
+            else:
+                del self.channels[channel]
+                return
+            await changed.wait()
+
+    def register(self, client: Client, topic: str) -> None:
+        self.topics.setdefault(topic, set()).add(client)
+
+    def unregister(self, client: Client, topic: str) -> None:
+        clients = self.topics.get(topic)
+        if clients is not None:
+            clients.discard(client)
+            if not clients:
+                del self.topics[topic]
+
+    # --- snapshots -----------------------------------------------------------------------------
+
+    def request_snapshot(self, market: str, client: Client) -> None:
+        """Queue ``client`` for the next depth snapshot of ``market`` (taken after this call)."""
+        waiters = self._snapshot_waiters.get(market)
+        if waiters is not None:
+            waiters.append(client)
+            return
+        self._snapshot_waiters[market] = [client]
+        assert self._nursery is not None, "Hub.run is not running"
+        self._nursery.start_soon(self._snapshot_rounds, market)
+
+    async def _snapshot_rounds(self, market: str) -> None:
+        # Waiters present when a fetch starts get its result; later ones wait for the next.
+        while self._snapshot_waiters.get(market):
+            waiters = self._snapshot_waiters[market]
+            self._snapshot_waiters[market] = []
+            while True:
+                try:
+                    depth = await self.fetch_depth(market)
+                    break
+                except Exception as exc:  # engine down or slow: keep the clients waiting
+                    log.warning("depth snapshot of %s failed (%r); retrying", market, exc)
+                    await trio.sleep(SNAPSHOT_RETRY_S)
+            frames = (render.snapshot_frame(depth_json(self.config, depth)),)
+            for client in waiters:
+                client.deliver(frames)
+        del self._snapshot_waiters[market]
+
+    # --- fan-out -------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Consume the feed until cancelled; holds every market channel for the statistics."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._consume)
+            for symbol in self.config.markets:
+                await self.hold(market_channel(symbol))
+            task_status.started()
+
+    async def _consume(self) -> None:
+        reconnects = self.subscriber.reconnects
+        async for channel, data in self.subscriber:
+            self.dispatch(channel, data)
+            if self.subscriber.reconnects != reconnects:
+                # Messages were lost: depth clients notice by update id; say so once.
+                reconnects = self.subscriber.reconnects
+                log.warning("pub/sub reconnected; messages published meanwhile are lost")
+
+    def dispatch(self, channel: str, data: bytes) -> None:
+        """Render one pub/sub message (an engine batch's events) for the topics that want it."""
+        self.messages_in += 1
+        try:
+            events = orjson.loads(data)
+            if channel.startswith(MARKET_PREFIX):
+                self._dispatch_market(channel[len(MARKET_PREFIX) :], events)
+            elif channel.startswith(USER_PREFIX):
+                self._dispatch_user(channel[len(USER_PREFIX) :], events)
+        except Exception:  # one bad message must not stop the fan-out
+            self._pending.clear()
+            log.exception("cannot dispatch a message of %s", channel)
+        self._flush()
+
+    def _fan_out(self, topic: str, frames: tuple[Frame, ...]) -> None:
+        # Collected per client and delivered once per message (see _flush): a client on both
+        # trade@M and depth@M gets one write per engine batch, not two.
+        pending = self._pending
+        for client in self.topics.get(topic, ()):
+            if client in pending:
+                pending[client] += frames
+            else:
+                pending[client] = frames
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for client, frames in pending.items():
+            client.deliver(frames)
+
+    def _dispatch_market(self, symbol: str, events: list[dict[str, Any]]) -> None:
+        topics = self.topics
+        stats = self.stats.get(symbol)
+        trades: list[Frame] = []
+        depth: list[Frame] = []
+        tickers: list[Frame] = []
+        klines: dict[str, list[Frame]] = {}
+        want_trades = f"trade@{symbol}" in topics
+        want_depth = f"depth@{symbol}" in topics
+        want_ticker = f"ticker@{symbol}" in topics
+        want_klines = [i for i in INTERVALS_MS if f"kline_{i}@{symbol}" in topics]
+        for event in events:
+            kind = event.get("type")
+            if kind == "trade":
+                fresh = stats is not None and stats.add(render.stats_trade(stats.market, event))
+                if want_trades:
+                    trades.append(render.trade_frame(event))
+                if fresh and want_ticker:
+                    tickers.append(render.ticker_frame(stats))
+                if fresh:
+                    for interval in want_klines:
+                        klines.setdefault(interval, []).append(render.kline_frame(stats, interval))
+            elif kind == "depth" and want_depth:
+                depth.append(render.depth_frame(event))
+        if trades:
+            self._fan_out(f"trade@{symbol}", tuple(trades))
+        if depth:
+            self._fan_out(f"depth@{symbol}", tuple(depth))
+        if tickers:
+            self._fan_out(f"ticker@{symbol}", tuple(tickers))
+        for interval, frames in klines.items():
+            self._fan_out(f"kline_{interval}@{symbol}", tuple(frames))
+
+    def _dispatch_user(self, user_id: str, events: list[dict[str, Any]]) -> None:
+        orders_topic = private_topic("orders", user_id)
+        if orders_topic in self.topics:
+            frames = tuple(render.order_frame(e) for e in events if e.get("type") == "order")
+            if frames:
+                self._fan_out(orders_topic, frames)
+        balances_topic = private_topic("balances", user_id)
+        if balances_topic in self.topics:
+            changes = [e for e in events if e.get("type") == "balance"]
+            if changes:
+                self._fan_out(balances_topic, (render.balances_frame(changes),))

@@ -1,0 +1,121 @@
+"""``bin/ws``: the WebSocket server, wired in one place.
+
+    subscriber (Redis pub/sub thread) ─► hub (render once, fan out) ─► client outboxes ─► sockets
+    gateway (engine queries) ─► depth snapshots
+
+:func:`run` serves until cancelled; :func:`main` runs it under ``trio.run`` and turns SIGINT and
+SIGTERM into a cancellation, so every connection is closed (1001) within a bounded time and the
+process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+
+import attrs
+import trio
+from trio_websocket import WebSocketRequest, WebSocketServer
+
+from exchange import settings as settings_module
+from exchange.bus import open_subscriber
+from exchange.errors import ConfigError, ServiceUnavailable
+from exchange.gateway import open_gateway
+from exchange.markets import MarketConfig, load_config
+from exchange.models import Depth, GetDepth, Rejection
+from exchange.ws.auth import Authenticator
+from exchange.ws.connection import Client, Limits
+from exchange.ws.hub import Hub
+
+log = logging.getLogger("exchange.ws")
+
+PATHS = ("/", "/ws")
+
+
+@attrs.frozen
+class Options:
+    """Knobs tests and benchmarks turn; production uses the defaults and Settings."""
+
+    limits: Limits | None = None
+    # SO_SNDBUF of accepted sockets (None: the kernel's autotuning). Tests shrink it so a client
+    # that stops reading backs up into our outbox after kilobytes rather than megabytes.
+    send_buffer_bytes: int | None = None
+
+
+async def run(
+    settings: settings_module.Settings,
+    *,
+    config: MarketConfig | None = None,
+    options: Options = Options(),  # noqa: B008 - frozen
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled; reports the bound port through ``task_status``."""
+    config = config or load_config(settings.markets_file)
+    limits = options.limits or Limits(outbox_batches=settings.ws_send_queue)
+    store = None
+    if settings.auth_mode == "apikey":
+        from exchange.credentials import CredentialStore
+
+        store = CredentialStore.from_url(settings.redis_url, settings.secret_key)
+    authenticator = Authenticator(settings.auth_mode, store.lookup if store else None)
+    try:
+        async with (
+            open_gateway(settings.redis_url, timeout_s=settings.engine_timeout_s) as gateway,
+            open_subscriber(settings.redis_url) as subscriber,
+        ):
+
+            async def fetch_depth(market: str) -> Depth:
+                reply = await gateway.query(GetDepth(market, None))
+                if isinstance(reply, Rejection):
+                    raise ServiceUnavailable(f"depth of {market}: {reply.message}")
+                return reply
+
+            hub = Hub(config, subscriber, fetch_depth)
+
+            async def handle(request: WebSocketRequest) -> None:
+                if request.path.partition("?")[0] not in PATHS:
+                    await request.reject(404)
+                    return
+                ws = await request.accept()
+                await Client(ws, hub, config, authenticator, limits).serve()
+
+            async with trio.open_nursery() as nursery:
+                await nursery.start(hub.run)
+                listeners = await trio.open_tcp_listeners(settings.ws_port, host=settings.ws_host)
+                if options.send_buffer_bytes:
+                    for listener in listeners:
+                        # Accepted sockets inherit the listener's buffer size (Linux).
+                        listener.socket.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_SNDBUF, options.send_buffer_bytes
+                        )
+                server = WebSocketServer(handle, listeners, disconnect_timeout=2.0)
+                await nursery.start(server.run)
+                log.info("listening on ws://%s:%d", settings.ws_host, server.port)
+                task_status.started(server.port)
+    finally:
+        if store is not None:
+            store.close()
+
+
+async def _main(settings: settings_module.Settings) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run, settings)
+            async for signum in signals:
+                log.info("signal %s: shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                return
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s ws %(levelname)s %(message)s")
+    try:
+        settings = settings_module.load()
+        load_config(settings.markets_file)
+    except ConfigError as exc:
+        print(f"ws: {exc}", file=sys.stderr)
+        return 2
+    trio.run(_main, settings)
+    return 0
