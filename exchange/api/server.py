@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import tempfile
+from functools import partial
 
 import trio
 from hypercorn.config import Config
@@ -23,6 +23,7 @@ from exchange import settings as settings_module
 from exchange.api.app import create_app
 from exchange.api.auth import check_dev_bind
 from exchange.errors import ConfigError
+from exchange.programs import configure_logging, wait_for_stop_signal
 
 log = logging.getLogger("exchange.api")
 
@@ -49,18 +50,11 @@ def app_from_env():  # type: ignore[no-untyped-def]
 
 
 async def _serve_one(app, config: Config) -> None:  # type: ignore[no-untyped-def]
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-
-        async def shutdown_trigger() -> None:
-            async for signum in signals:
-                log.info("signal %s: shutting down", signal.Signals(signum).name)
-                return
-
-        await serve(app, config, shutdown_trigger=shutdown_trigger)
+    await serve(app, config, shutdown_trigger=partial(wait_for_stop_signal, log))
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s api %(levelname)s %(message)s")
+    configure_logging("api")
     try:
         settings = settings_module.load()
         check_dev_bind(settings.auth_mode, settings.api_host)

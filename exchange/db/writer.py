@@ -31,9 +31,7 @@ between writers that run at once.
 
 from __future__ import annotations
 
-import gc
 import logging
-import signal
 import time
 from collections.abc import Iterator
 
@@ -48,6 +46,7 @@ from exchange.db import pg, statements
 from exchange.db.migrate import migrate, storage_mode
 from exchange.db.rows import BadEntry, EntryRows, decode_entry, merge
 from exchange.errors import ConfigError, ServiceUnavailable
+from exchange.programs import cancel_on_stop_signal, configure_logging, tune_gc
 from exchange.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,11 +61,8 @@ STATS_LOG_INTERVAL_S = 10.0
 # How often acknowledged entries are trimmed from the events stream (the engine leaves that to
 # us: it cannot know what has been written).
 TRIM_INTERVAL_S = 1.0
-# The writer makes millions of short-lived, acyclic objects a minute (decoded JSON). With the
-# default thresholds the cyclic collector runs every 700 allocations and rescans the batch being
-# decoded: measured, more than half of the decoding CPU. Reference counting frees those objects
-# anyway; the collector only has to find rare cycles, so in bin/db it runs far less often.
-GC_THRESHOLDS = (100_000, 50, 50)
+# (The writer makes millions of short-lived objects a minute; with the default collector
+# thresholds rescanning them was more than half of the decoding CPU: see exchange.programs.)
 # Errors that blame the rows (bad values, violated constraints): their entries are dead-lettered.
 # Any other database error is a bug or a broken schema, and stops the writer instead.
 _REFUSED_DATA = (psycopg.DataError, psycopg.IntegrityError)
@@ -457,7 +453,7 @@ async def run(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> No
 async def serve(settings: Settings) -> None:
     """Run the writer until SIGINT or SIGTERM, then stop cleanly."""
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
+        nursery.start_soon(cancel_on_stop_signal, nursery.cancel_scope, log)
         started = time.monotonic()
         await nursery.start(run, settings)
         log.info("db writer ready in %.2fs", time.monotonic() - started)
@@ -465,23 +461,12 @@ async def serve(settings: Settings) -> None:
 
 def main() -> int:
     """``bin/db``: settings from the environment, then :func:`serve`. Returns the exit code."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging("db")
     try:
         config = settings_module.load()
     except ConfigError as exc:
         log.error("bad configuration: %s", exc)
         return 2
-    gc.freeze()  # what is alive at start lives for good: never rescan it
-    gc.set_threshold(*GC_THRESHOLDS)
+    tune_gc()
     trio.run(serve, config)
     return 0
-
-
-async def _cancel_on_signal(scope: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            log.info("%s: stopping", signal.Signals(signum).name)
-            scope.cancel()
-            return

@@ -11,7 +11,6 @@ process exits 0.
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 import sys
 
@@ -25,6 +24,7 @@ from exchange.errors import ConfigError, ServiceUnavailable
 from exchange.gateway import open_gateway
 from exchange.markets import MarketConfig, load_config
 from exchange.models import Depth, GetDepth, Rejection
+from exchange.programs import cancel_on_stop_signal, configure_logging
 from exchange.ws.auth import Authenticator
 from exchange.ws.connection import Client, Limits
 from exchange.ws.hub import Hub
@@ -100,17 +100,13 @@ async def run(
 
 
 async def _main(settings: settings_module.Settings) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(run, settings)
-            async for signum in signals:
-                log.info("signal %s: shutting down", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                return
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cancel_on_stop_signal, nursery.cancel_scope, log)
+        await nursery.start(run, settings)
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s ws %(levelname)s %(message)s")
+    configure_logging("ws")
     try:
         settings = settings_module.load()
         load_config(settings.markets_file)
