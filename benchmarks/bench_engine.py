@@ -6,9 +6,8 @@ front and not timed: about 55% passive limit orders near the touch, 25% cancels 
 funded by Deposit commands (applied before the clock starts). Each command is then applied
 through ``Engine.apply`` and timed with ``time.perf_counter_ns``.
 
-The garbage collector's existing objects (mostly the pre-generated commands) are frozen before
-timing: a long-lived engine does not hold a million pending commands, and walking them in every
-full collection would add pauses that belong to the benchmark, not to the engine.
+The garbage collector is tuned as ``bin/engine`` tunes it (:func:`exchange.programs.tune_gc`):
+existing objects, here mostly the pre-generated commands, are frozen and collections are rarer.
 
 Usage: ``python benchmarks/bench_engine.py [--commands N] [--users N] [--seed N]``. The last
 line printed is one JSON object. Diagnostics: ``--gc-off`` disables the garbage collector while
@@ -28,6 +27,7 @@ from array import array
 from exchange.engine.core import Engine
 from exchange.markets import load_config
 from exchange.models import Rejection
+from exchange.programs import tune_gc
 from exchange.testing.flow import START_TS_MS, Flow, replay
 
 
@@ -62,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     durations = array("q", bytes(8 * len(commands)))
     rejected = 0
     apply, clock = engine.apply, time.perf_counter_ns
-    gc.collect()
-    gc.freeze()
+    tune_gc()  # as bin/engine does once it has recovered
     if args.gc_off:
         gc.disable()
     profiler = None
