@@ -22,6 +22,26 @@ up:
 up-secure:
     {{ python }} -m exchange.devstack --secure
 
+# Stop a running `just up`.
+down:
+    {{ python }} -m exchange.devstack down
+
+# Stop it and wipe its data (./var).
+reset:
+    {{ python }} -m exchange.devstack reset
+
+# Follow the programs' logs of `just up`.
+logs:
+    {{ python }} -m exchange.devstack logs
+
+# psql into the exchange's database ($DATABASE_URL, else the one `just up` started).
+psql:
+    {{ python }} -m exchange.devstack psql
+
+# redis-cli into the exchange's Redis ($REDIS_URL, else the one `just up` started).
+redis-cli:
+    {{ python }} -m exchange.devstack redis-cli
+
 # Run the test suite (starts private Redis and PostgreSQL servers; needs their binaries).
 test:
     {{ python }} -m pytest -q -x --timeout 300 tests
@@ -54,8 +74,11 @@ bench-ws *ARGS:
 
 # Apply pending database migrations to $DATABASE_URL (bin/db also does this when it starts).
 migrate:
-    {{ python }} -m exchange.db.migrate
+    DATABASE_URL="$({{ python }} -m exchange.devstack database-url)" {{ python }} -m exchange.db.migrate
 
 # Benchmark the db writer (trades/s from a 200,000-trade backlog) and a 1-hour klines query.
 bench-db:
     {{ python }} benchmarks/bench_db.py
+
+# Every benchmark, one after another.
+bench: bench-engine bench-engine-service bench-db bench-api bench-ws

@@ -14,8 +14,11 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
+import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -230,7 +233,20 @@ def banner(stack: Stack) -> str:
     return "\n".join(lines)
 
 
+def prepare_page() -> None:
+    """Vendor the trading page's chart library (npm ci once; quick when already done)."""
+    from exchange import webassets
+    from exchange.errors import ConfigError
+
+    try:
+        webassets.prepare(log=lambda line: say("up", line))
+    except (ConfigError, OSError, subprocess.SubprocessError) as exc:
+        # The exchange works without its page; say why the page will lack its chart.
+        say("up", f"the trading page is not prepared (its chart will not load): {exc}")
+
+
 async def run(stack: Stack) -> None:
+    await trio.to_thread.run_sync(prepare_page)
     await trio.to_thread.run_sync(stack.start_servers)
     pidfile = stack.data_dir / "up.pid"
     pidfile.write_text(str(os.getpid()))
@@ -256,12 +272,73 @@ async def run(stack: Stack) -> None:
         say("up", "stopped")
 
 
+def _stack_state(data_dir: Path) -> dict:
+    path = data_dir / "stack.json"
+    if not path.exists():
+        raise SystemExit(f"no stack in {data_dir}: start one with `just up`")
+    return json.loads(path.read_text())
+
+
+def database_url(data_dir: Path) -> str:
+    """``$DATABASE_URL``, else the private PostgreSQL of ``just up``."""
+    return os.environ.get("DATABASE_URL") or (
+        f"postgresql://postgres@127.0.0.1:{_stack_state(data_dir)['postgres_port']}/exchange"
+    )
+
+
+def redis_url(data_dir: Path) -> str:
+    """``$REDIS_URL``, else the private Redis of ``just up``."""
+    return os.environ.get("REDIS_URL") or (
+        f"redis://127.0.0.1:{_stack_state(data_dir)['redis_port']}/0"
+    )
+
+
+def down(data_dir: Path) -> None:
+    """Stop a running ``just up`` (as Ctrl-C would) and wait for it to finish."""
+    pidfile = data_dir / "up.pid"
+    if not pidfile.exists():
+        print("the exchange is not running")
+        return
+    pid = int(pidfile.read_text())
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        pidfile.unlink(missing_ok=True)
+        return
+    deadline = time.monotonic() + STOP_TIMEOUT_S * 2
+    while pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    print("stopped" if not pidfile.exists() else f"process {pid} is still stopping")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "action",
+        nargs="?",
+        default="up",
+        choices=["up", "down", "reset", "logs", "psql", "redis-cli", "database-url"],
+    )
     parser.add_argument("--secure", action="store_true", help="API keys instead of dev auth")
     args = parser.parse_args()
     data_dir = Path(os.environ.get("EXCHANGE_DATA_DIR", ROOT / "var")).resolve()
-    trio.run(run, Stack(data_dir, args.secure))
+    if args.action == "up":
+        trio.run(run, Stack(data_dir, args.secure))
+    elif args.action == "down":
+        down(data_dir)
+    elif args.action == "reset":
+        down(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        print(f"removed {data_dir}")
+    elif args.action == "logs":
+        logs = sorted(str(path) for path in (data_dir / "logs").glob("*.log"))
+        os.execvp("tail", ["tail", "-n", "50", "-F", *logs])
+    elif args.action == "psql":
+        os.execvp("psql", ["psql", database_url(data_dir)])
+    elif args.action == "redis-cli":
+        os.execvp("redis-cli", ["redis-cli", "-u", redis_url(data_dir)])
+    elif args.action == "database-url":
+        print(database_url(data_dir))
 
 
 if __name__ == "__main__":
