@@ -23,7 +23,7 @@ from exchange import settings as settings_module
 from exchange.api.app import create_app
 from exchange.api.auth import check_dev_bind
 from exchange.errors import ConfigError
-from exchange.programs import configure_logging, wait_for_stop_signal
+from exchange.programs import configure_logging, tune_gc, wait_for_stop_signal
 
 log = logging.getLogger("exchange.api")
 
@@ -46,7 +46,9 @@ def hypercorn_config(settings: settings_module.Settings) -> Config:
 
 def app_from_env():  # type: ignore[no-untyped-def]
     """The application built from the environment (what each worker process loads)."""
-    return create_app(settings_module.load())
+    app = create_app(settings_module.load())
+    tune_gc()
+    return app
 
 
 async def _serve_one(app, config: Config) -> None:  # type: ignore[no-untyped-def]
@@ -72,7 +74,9 @@ def main() -> int:
         settings.api_workers,
     )
     if settings.api_workers == 1:
-        trio.run(_serve_one, create_app(settings), config)
+        app = create_app(settings)
+        tune_gc()
+        trio.run(_serve_one, app, config)
         return 0
     from hypercorn.run import run
 
