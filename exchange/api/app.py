@@ -17,7 +17,7 @@ from quart import Quart, Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from exchange.api import routes_admin, routes_market, routes_ops, routes_orders
+from exchange.api import routes_admin, routes_market, routes_ops, routes_orders, routes_web
 from exchange.api.auth import Authenticator, check_dev_bind, wall_clock_ms
 from exchange.api.backend import Backend
 from exchange.api.common import Api, Router, error_answer
@@ -31,7 +31,7 @@ from exchange.markets import MarketConfig, load_config
 from exchange.settings import Settings
 
 MAX_BODY_BYTES = 256 * 1024
-PUBLIC_PATHS = {path for path, _, _ in routes_market.ROUTES}
+PUBLIC_PATHS = {path for path, _, _ in routes_market.ROUTES + routes_web.ROUTES}
 
 
 def _route_first(app: Quart, router: Router) -> None:
@@ -117,8 +117,9 @@ def create_app(
         return state["api"]  # type: ignore[return-value]
 
     router = Router(api_of, MAX_BODY_BYTES)
-    for module in (routes_market, routes_orders, routes_admin, routes_ops):
+    for module in (routes_market, routes_orders, routes_admin, routes_ops, routes_web):
         for path, method, handler in module.ROUTES:
             router.add(path, method, handler, public=path in PUBLIC_PATHS)
     _route_first(app, router)
+    routes_web.mount_page(app)  # the trading page: /, /trade/<MARKET>, /static/...
     return app

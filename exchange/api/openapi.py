@@ -250,6 +250,19 @@ def document(config: MarketConfig) -> dict[str, Any]:
         },
         "paths": {
             "/api/v1/markets": {"get": _op("Markets", array(ref("Market")), PUBLIC)},
+            "/api/v1/config": {
+                "get": _op(
+                    "Where the trading page finds the WebSocket server, and the auth mode",
+                    obj(
+                        {
+                            "ws_url": {"type": "string"},
+                            "ws_port": {"type": "integer"},
+                            "auth": {"type": "string", "enum": ["apikey", "dev"]},
+                        }
+                    ),
+                    PUBLIC,
+                )
+            },
             "/api/v1/depth": {
                 "get": _op(
                     "Order book depth", ref("Depth"), PUBLIC, [market_required, _limit(5000)]

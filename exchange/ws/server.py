@@ -19,7 +19,8 @@ import trio
 from trio_websocket import WebSocketRequest, WebSocketServer
 
 from exchange import settings as settings_module
-from exchange.bus import open_subscriber
+from exchange.bus import RedisBridge, open_subscriber
+from exchange.credentials import CredentialStore
 from exchange.errors import ConfigError, ServiceUnavailable
 from exchange.gateway import open_gateway
 from exchange.markets import MarketConfig, load_config
@@ -54,11 +55,10 @@ async def run(
     """Serve until cancelled; reports the bound port through ``task_status``."""
     config = config or load_config(settings.markets_file)
     limits = options.limits or Limits(outbox_batches=settings.ws_send_queue)
-    store = None
+    store = bridge = None
     if settings.auth_mode == "apikey":
-        from exchange.credentials import CredentialStore
-
-        store = CredentialStore.from_url(settings.redis_url, settings.secret_key)
+        bridge = RedisBridge(settings.redis_url, max_threads=2)
+        store = CredentialStore(bridge, settings.secret_key)
     authenticator = Authenticator(settings.auth_mode, store.lookup if store else None)
     try:
         async with (
@@ -95,8 +95,8 @@ async def run(
                 log.info("listening on ws://%s:%d", settings.ws_host, server.port)
                 task_status.started(server.port)
     finally:
-        if store is not None:
-            store.close()
+        if bridge is not None:
+            bridge.close()
 
 
 async def _main(settings: settings_module.Settings) -> None:

@@ -41,10 +41,16 @@ def readme_run_command() -> str:
 
 def copy_repository(target: Path) -> None:
     """The files a clean clone has (tracked, plus new files not ignored), nothing else."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, check=True, capture_output=True,
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = ROOT / name
         if source.is_file():
@@ -77,13 +83,19 @@ def test_run_command_from_a_clean_copy(tmp_path: Path) -> None:
     repo = tmp_path / "exchange"
     copy_repository(repo)
     api_port, ws_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "VIRTUAL_ENV")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "VIRTUAL_ENV")
+    }
     env.update(API_PORT=str(api_port), WS_PORT=str(ws_port))
     log_path = tmp_path / "up.log"
     with open(log_path, "wb") as log:
         up = subprocess.Popen(
-            ["bash", "-c", readme_run_command()], cwd=repo, env=env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            ["bash", "-c", readme_run_command()],
+            cwd=repo,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -94,7 +106,8 @@ def test_run_command_from_a_clean_copy(tmp_path: Path) -> None:
 
         api = f"http://127.0.0.1:{api_port}"
         status, order = request(
-            "POST", f"{api}/api/v1/order",
+            "POST",
+            f"{api}/api/v1/order",
             '{"market":"TATA_INR","price":"100.5","quantity":"10","side":"buy","user_id":"1"}',
         )
         assert status == 200, order
