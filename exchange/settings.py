@@ -69,7 +69,9 @@ class Settings:
     ws_port: int = 8080
     ws_send_queue: int = 1024  # pending engine batches per client before it is dropped (1008)
     # db writer
-    db_consumer: str = "db-writer-1"  # its name in the events consumer group; stable across restarts
+    db_consumer: str = (
+        "db-writer-1"  # its name in the events consumer group; stable across restarts
+    )
     db_read_count: int = 32  # events-stream entries (engine batches) per transaction
     db_claim_idle_s: float = 30.0  # take over another consumer's entries pending this long
 
