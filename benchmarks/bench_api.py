@@ -6,7 +6,10 @@ the admin API, then runs ``benchmarks/loadgen.py`` (its own process, with a prog
 
 1. single crossing limit orders (POST /api/v1/order) at concurrency 16, then 64;
 2. batches of 50 (POST /api/v1/orders) at concurrency 16;
-3. GET /api/v1/depth at concurrency 16.
+3. GET /api/v1/depth at concurrency 16;
+4. (apikey mode) the single orders of 1. through POST /backpack/api/v1/order, signed with
+   ED25519, at concurrency 16: ``backpack_orders_per_s`` and ``backpack_cost_pct``, the
+   facade's cost against the native endpoint.
 
 Everything shares this machine's cores with the load generator, so the figures are for the
 whole system, not the API alone. Prints each run and ends with one JSON line.
@@ -209,6 +212,10 @@ def main() -> int:
                         url, args, ["--mode", "depth", "--concurrency", "16", *duration]
                     ),
                 }
+                if args.auth == "apikey":  # /backpack is always signed: needs the users' keys
+                    runs["backpack_c16"] = loadgen(
+                        url, args, ["--mode", "backpack", "--concurrency", "16", *duration]
+                    )
             finally:
                 for process in reversed(processes):
                     process.terminate()
@@ -233,6 +240,18 @@ def main() -> int:
         "p99_ms_c64": runs["order_c64"]["p99_ms"],
         "batch_orders_per_s": runs["batch_c16"]["orders_per_s"],
         "depth_rps": runs["depth_c16"]["requests_per_s"],
+        # the same single orders through /backpack (ED25519), and what the facade costs
+        "backpack_orders_per_s": runs.get("backpack_c16", {}).get("orders_per_s"),
+        "backpack_p99_ms": runs.get("backpack_c16", {}).get("p99_ms"),
+        "backpack_cost_pct": (
+            round(
+                100
+                * (1 - runs["backpack_c16"]["orders_per_s"] / runs["order_c16"]["orders_per_s"]),
+                1,
+            )
+            if "backpack_c16" in runs and runs["order_c16"]["orders_per_s"]
+            else None
+        ),
         "api_workers": args.api_workers,
         "auth": args.auth,
         "duration_s": args.duration,

@@ -4,7 +4,8 @@
         --duration 10 --users 1000 --admin-token TOKEN [--auth apikey|dev] [--fund]
 
 Modes: ``order`` (POST /api/v1/order, one crossing limit order each), ``batch`` (POST
-/api/v1/orders with ``--batch`` orders each), ``depth`` (GET /api/v1/depth). Orders come from
+/api/v1/orders with ``--batch`` orders each), ``depth`` (GET /api/v1/depth), ``backpack`` (the
+same orders as ``order`` through POST /backpack/api/v1/order, signed with ED25519). Orders come from
 ``--users`` users at random, buys a few ticks above 100 and sells a few below, so most cross the
 resting side and trade while the book stays small. ``--fund`` creates the users (API keys in
 apikey mode) and deposits both assets first; users are saved to ``--users-file`` for later runs.
@@ -17,6 +18,7 @@ than the server under test on a 2-core machine. The last line printed is a JSON 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import random
 import sys
@@ -26,6 +28,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -115,7 +119,16 @@ def fund_users(url: str, token: str, count: int, auth: str) -> list[dict]:
     users = []
     for index in range(count):
         if auth == "apikey":
-            user = _admin_post(url, token, "/api/v1/admin/users", {})
+            # every user also gets an ED25519 key, for the /backpack runs
+            private = Ed25519PrivateKey.generate()
+            public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+            user = _admin_post(
+                url,
+                token,
+                "/api/v1/admin/users",
+                {"ed25519_public_key": base64.b64encode(public).decode()},
+            )
+            user["ed25519_seed"] = base64.b64encode(private.private_bytes_raw()).decode()
         else:
             user = {"user_id": f"bench{index}"}
         for asset, amount in (("INR", "100000000"), ("TATA", "1000000")):
@@ -142,6 +155,7 @@ class Workload:
         self.users = users
         self.host = host
         self.random = random.Random(args.seed)
+        self._ed25519_keys: dict[str, Ed25519PrivateKey] = {}
 
     def _order(self, user: dict) -> dict:
         side = self.random.choice(("buy", "sell"))
@@ -157,9 +171,37 @@ class Workload:
             order["user_id"] = user["user_id"]
         return order
 
+    def _backpack(self, user: dict) -> tuple[bytes, int]:
+        """POST /backpack/api/v1/order in Backpack's names, signed with the user's ED25519 key."""
+        native = self._order(user)
+        order = {
+            "symbol": native["market"],
+            "side": "Bid" if native["side"] == "buy" else "Ask",
+            "orderType": "Limit",
+            "price": native["price"],
+            "quantity": native["quantity"],
+        }
+        body = json.dumps(order, separators=(",", ":")).encode()
+        timestamp = str(int(time.time() * 1000))
+        params = "&".join(f"{key}={order[key]}" for key in sorted(order))
+        text = f"instruction=orderExecute&{params}&timestamp={timestamp}&window=5000"
+        key = self._ed25519_keys.get(user["user_id"])
+        if key is None:
+            seed = base64.b64decode(user["ed25519_seed"])
+            key = self._ed25519_keys[user["user_id"]] = Ed25519PrivateKey.from_private_bytes(seed)
+        headers = {
+            "X-API-Key": user["ed25519_public_key"],
+            "X-Timestamp": timestamp,
+            "X-Window": "5000",
+            "X-Signature": base64.b64encode(key.sign(text.encode())).decode(),
+        }
+        return http_request("POST", self.host, "/backpack/api/v1/order", body, headers), 1
+
     def next(self) -> tuple[bytes, int]:
         """(request bytes, orders in it)."""
         user = self.random.choice(self.users)
+        if self.mode == "backpack":
+            return self._backpack(user)
         if self.mode == "depth":
             return http_request("GET", self.host, f"/api/v1/depth?symbol={MARKET}", b"", {}), 0
         if self.mode == "order":
@@ -248,7 +290,7 @@ async def run_load(args: argparse.Namespace, users: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
-    parser.add_argument("--mode", choices=("order", "batch", "depth"), default="order")
+    parser.add_argument("--mode", choices=("order", "batch", "depth", "backpack"), default="order")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--users", type=int, default=1000)

@@ -22,6 +22,7 @@ from exchange.api.auth import Authenticator, check_dev_bind, wall_clock_ms
 from exchange.api.backend import Backend
 from exchange.api.common import Api, Router, error_answer
 from exchange.api.ratelimit import TokenBucketLimiter
+from exchange.backpack.rest import BackpackRest
 from exchange.bus import RedisBridge
 from exchange.credentials import CredentialStore
 from exchange.db.queries import open_history_reader
@@ -120,6 +121,7 @@ def create_app(
     for module in (routes_market, routes_orders, routes_admin, routes_ops, routes_web):
         for path, method, handler in module.ROUTES:
             router.add(path, method, handler, public=path in PUBLIC_PATHS)
+    BackpackRest(clock_ms).mount(router)  # /backpack/...: the same backend in Backpack's names
     _route_first(app, router)
     routes_web.mount_page(app)  # the trading page: /, /trade/<MARKET>, /static/...
     return app

@@ -78,6 +78,9 @@ class Hub:
         self._nursery: trio.Nursery | None = None
         self.messages_in = 0
         self._pending: dict[Client, tuple[Frame, ...]] = {}
+        # Other surfaces (the /backpack WebSocket) render the same events under their own
+        # topics: each has market_events(hub, symbol, events) and user_events(hub, user, events).
+        self.surfaces: list[Any] = []
 
     # --- channels and topics -------------------------------------------------------------------
 
@@ -191,9 +194,15 @@ class Hub:
         try:
             events = orjson.loads(data)
             if channel.startswith(MARKET_PREFIX):
-                self._dispatch_market(channel[len(MARKET_PREFIX) :], events)
+                symbol = channel[len(MARKET_PREFIX) :]
+                self._dispatch_market(symbol, events)  # first: it updates the statistics
+                for surface in self.surfaces:
+                    surface.market_events(self, symbol, events)
             elif channel.startswith(USER_PREFIX):
-                self._dispatch_user(channel[len(USER_PREFIX) :], events)
+                user_id = channel[len(USER_PREFIX) :]
+                self._dispatch_user(user_id, events)
+                for surface in self.surfaces:
+                    surface.user_events(self, user_id, events)
         except Exception:  # one bad message must not stop the fan-out
             self._pending.clear()
             log.exception("cannot dispatch a message of %s", channel)

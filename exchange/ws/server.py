@@ -19,6 +19,9 @@ import trio
 from trio_websocket import WebSocketRequest, WebSocketServer
 
 from exchange import settings as settings_module
+from exchange.api.auth import wall_clock_ms
+from exchange.backpack import connection as backpack_connection
+from exchange.backpack.stream import BackpackTopics
 from exchange.bus import RedisBridge, open_subscriber
 from exchange.credentials import CredentialStore
 from exchange.errors import ConfigError, ServiceUnavailable
@@ -33,6 +36,7 @@ from exchange.ws.hub import Hub
 log = logging.getLogger("exchange.ws")
 
 PATHS = ("/", "/ws")
+BACKPACK_PATHS = ("/backpack", "/backpack/")
 
 
 @attrs.frozen
@@ -55,11 +59,14 @@ async def run(
     """Serve until cancelled; reports the bound port through ``task_status``."""
     config = config or load_config(settings.markets_file)
     limits = options.limits or Limits(outbox_batches=settings.ws_send_queue)
-    store = bridge = None
-    if settings.auth_mode == "apikey":
-        bridge = RedisBridge(settings.redis_url, max_threads=2)
-        store = CredentialStore(bridge, settings.secret_key)
-    authenticator = Authenticator(settings.auth_mode, store.lookup if store else None)
+    # The credential store serves the native AUTH (apikey mode) and /backpack's ED25519
+    # signatures (always: private Backpack topics are signed whatever EXCHANGE_AUTH is).
+    bridge = RedisBridge(settings.redis_url, max_threads=2)
+    store = CredentialStore(bridge, settings.secret_key)
+    authenticator = Authenticator(
+        settings.auth_mode, store.lookup if settings.auth_mode == "apikey" else None
+    )
+    user_for_key = backpack_connection.key_lookup(store)
     try:
         async with (
             open_gateway(settings.redis_url, timeout_s=settings.engine_timeout_s) as gateway,
@@ -73,9 +80,17 @@ async def run(
                 return reply
 
             hub = Hub(config, subscriber, fetch_depth)
+            hub.surfaces.append(BackpackTopics(config))
 
             async def handle(request: WebSocketRequest) -> None:
-                if request.path.partition("?")[0] not in PATHS:
+                path = request.path.partition("?")[0]
+                if path in BACKPACK_PATHS:
+                    ws = await request.accept()
+                    await backpack_connection.BackpackClient(
+                        ws, hub, config, user_for_key, limits, wall_clock_ms
+                    ).serve()
+                    return
+                if path not in PATHS:
                     await request.reject(404)
                     return
                 ws = await request.accept()
@@ -95,8 +110,7 @@ async def run(
                 log.info("listening on ws://%s:%d", settings.ws_host, server.port)
                 task_status.started(server.port)
     finally:
-        if bridge is not None:
-            bridge.close()
+        bridge.close()
 
 
 async def _main(settings: settings_module.Settings) -> None:

@@ -1,0 +1,273 @@
+"""One ``/backpack`` WebSocket connection: Backpack's SUBSCRIBE frames in, hub frames out.
+
+A client sends ``{"method": "SUBSCRIBE" | "UNSUBSCRIBE", "params": [topics]}`` (no id, no ack);
+private topics add ``"signature": [api_key, signature, timestamp, window]`` over
+``instruction=subscribe&timestamp=…&window=…``. A refused request is answered
+``{"id": null, "error": {"code": <integer>, "message"}}`` (ccxt ignores string codes).
+
+Like the native connection it has a reader, a sender draining a bounded outbox and a heartbeat in
+one nursery; a client too slow for its outbox is closed (1008). Depth deltas are checked for
+contiguity per market: a gap closes the connection (1011) rather than corrupt the client's book.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from exchange.backpack import signing
+from exchange.backpack.stream import PRIVATE_TOPICS, hub_topic
+from exchange.bus import market_channel, user_channel
+from exchange.markets import MarketConfig
+from exchange.ws import keepalive
+from exchange.ws.connection import Limits
+from exchange.ws.frames import Frame, Outbox, send_frames
+from exchange.ws.hub import Hub
+from exchange.ws.stats import INTERVALS_MS
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 64 * 1024
+MAX_TOPICS = 100
+CLOSE_TIMEOUT_S = 2.0
+SLOW_CLIENT, DEPTH_GAP, GOING_AWAY = 1008, 1011, 1001
+# Integer codes: ccxt rejects every pending watcher on an error frame with an integer code.
+INVALID_REQUEST, INVALID_STREAM, INVALID_SIGNATURE = 4001, 4006, 4005
+
+# base64 ED25519 public key → its user id, or None (the credential store's lookup)
+UserForKey = Callable[[str], Awaitable[str | None]]
+
+
+class Refused(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def parse_topic(topic: Any, config: MarketConfig) -> tuple[str, str | None, bool]:
+    """``(kind, market, private)`` of a Backpack topic. Raises Refused(INVALID_STREAM)."""
+    if not isinstance(topic, str):
+        raise Refused(INVALID_STREAM, "topics are strings")
+    for private in PRIVATE_TOPICS:
+        if topic == private:
+            return private, None, True
+        if topic.startswith(private + "."):
+            market = topic[len(private) + 1 :]
+            if market in config.markets:
+                return private, market, True
+    kind, _, market = topic.partition(".")
+    if kind == "kline":
+        interval, _, market = market.partition(".")
+        if interval not in INTERVALS_MS:
+            raise Refused(INVALID_STREAM, f"unknown kline interval in {topic!r}")
+    elif kind not in ("depth", "trade", "ticker"):
+        raise Refused(INVALID_STREAM, f"unknown stream {topic!r}")
+    if market not in config.markets:
+        raise Refused(INVALID_STREAM, f"unknown market in {topic!r}")
+    return kind, market, False
+
+
+class BackpackClient:
+    def __init__(
+        self,
+        ws: WebSocketConnection,
+        hub: Hub,
+        config: MarketConfig,
+        user_for_key: UserForKey,
+        limits: Limits,
+        now_ms: Callable[[], int],
+    ) -> None:
+        self.ws = ws
+        self.hub = hub
+        self.config = config
+        self.user_for_key = user_for_key
+        self.limits = limits
+        self.now_ms = now_ms
+        self.outbox = Outbox(limits.outbox_batches)
+        self.held: dict[str, tuple[str | None, str]] = {}  # topic → (hub topic, channel)
+        self.depth_ids: dict[str, int] = {}  # market → last delta's u
+        self.close_code: tuple[int, str] | None = None
+        self._scope = trio.CancelScope()
+
+    # --- called by the hub (never blocks) -----------------------------------------------------
+
+    def deliver(self, frames: tuple[Frame, ...]) -> None:
+        if not self.outbox.put_nowait(frames):
+            self.kick(SLOW_CLIENT, "client too slow")
+
+    def kick(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code = (code, reason)
+            self.outbox.close()
+            self._scope.cancel()
+
+    # --- life ----------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._send_loop)
+                    nursery.start_soon(self._heartbeat)
+                    await self._read_loop()
+                    nursery.cancel_scope.cancel()
+        finally:
+            for topic in list(self.held):
+                self._leave(topic)
+            self.outbox.close()
+            code, reason = self.close_code or (GOING_AWAY, "server shutting down")
+            with trio.move_on_after(CLOSE_TIMEOUT_S) as cleanup:
+                cleanup.shield = True
+                await self.ws.aclose(code, reason)
+
+    async def _heartbeat(self) -> None:
+        try:
+            await keepalive.keep_alive(
+                self.ws.ping,
+                interval_s=self.limits.ping_interval_s,
+                timeout_s=self.limits.pong_timeout_s,
+            )
+        except ConnectionClosed:
+            return
+        self.kick(GOING_AWAY, "ping timeout")
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                out = []
+                for frames in await self.outbox.get_all():
+                    for frame in frames:
+                        if frame.market is not None and not self._in_sequence(frame):
+                            self.kick(DEPTH_GAP, "depth delta lost; resubscribe")
+                            return
+                        out.append(frame.data)
+                if out:
+                    await send_frames(self.ws, b"".join(out))
+        except ConnectionClosed:
+            self._scope.cancel()
+
+    def _in_sequence(self, frame: Frame) -> bool:
+        market = frame.market
+        assert market is not None
+        last = self.depth_ids.get(market)
+        if last is not None and frame.first_id != last + 1:
+            log.warning("depth gap on %s (%s → %s); closing", market, last, frame.first_id)
+            return False
+        self.depth_ids[market] = frame.last_id
+        return True
+
+    # --- requests ------------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        while True:
+            try:
+                raw = await self.ws.get_message()
+            except ConnectionClosed:
+                return
+            try:
+                await self._handle(raw)
+            except Refused as exc:
+                error = {"id": None, "error": {"code": exc.code, "message": exc.message}}
+                self.deliver((Frame.of(orjson.dumps(error)),))
+
+    async def _handle(self, raw: str | bytes) -> None:
+        if len(raw) > MAX_FRAME_BYTES:
+            raise Refused(INVALID_REQUEST, "frame too large")
+        try:
+            request = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise Refused(INVALID_REQUEST, "frame is not JSON") from None
+        if not isinstance(request, dict) or request.get("method") not in (
+            "SUBSCRIBE",
+            "UNSUBSCRIBE",
+        ):
+            raise Refused(INVALID_REQUEST, "method must be SUBSCRIBE or UNSUBSCRIBE")
+        topics = request.get("params")
+        if not isinstance(topics, list) or not 0 < len(topics) <= MAX_TOPICS:
+            raise Refused(INVALID_REQUEST, f"params must list 1 to {MAX_TOPICS} topics")
+        parsed = {topic: parse_topic(topic, self.config) for topic in topics}
+        if request["method"] == "UNSUBSCRIBE":
+            for topic in parsed:
+                self._leave(topic)
+            return
+        user_id = None
+        if any(private for _, _, private in parsed.values()):
+            user_id = await self._signer(request.get("signature"))
+        for topic, (kind, market, private) in parsed.items():
+            if topic in self.held:
+                continue
+            if kind == "account.rfqUpdate":  # no RFQs here: accepted, silent
+                self.held[topic] = (None, "")
+                continue
+            if private:
+                assert user_id is not None
+                name, channel = hub_topic(topic, user_id), user_channel(user_id)
+            else:
+                assert market is not None
+                name, channel = hub_topic(topic), market_channel(market)
+            await self.hub.hold(channel)  # confirmed before any event is routed to us
+            self.held[topic] = (name, channel)
+            self.hub.register(self, name)
+
+    def _leave(self, topic: str) -> None:
+        entry = self.held.pop(topic, None)
+        if entry is None or entry[0] is None:
+            return
+        name, channel = entry
+        self.hub.unregister(self, name)
+        self.hub.release(channel)
+        if topic.startswith("depth."):
+            self.depth_ids.pop(topic.removeprefix("depth."), None)
+
+    async def _signer(self, signature: Any) -> str:
+        """The user whose key signed ``instruction=subscribe``. Raises Refused."""
+        if not (
+            isinstance(signature, list)
+            and len(signature) == 4
+            and all(isinstance(part, str | int) for part in signature)
+        ):
+            raise Refused(INVALID_SIGNATURE, "private topics need signature [key, sig, ts, window]")
+        key_b64, sig_b64, timestamp, window = (str(part) for part in signature)
+        try:
+            window_ms = signing.parse_window(window)
+            signing.check_timestamp(timestamp, self.now_ms(), window_ms)
+            raw_signature = signing.decode_signature(sig_b64)
+            key = signing.public_key(key_b64)
+        except signing.SignatureError as exc:
+            raise Refused(INVALID_SIGNATURE, exc.message) from None
+        user_id = await self.user_for_key(key_b64)
+        text = f"instruction={signing.SUBSCRIBE_INSTRUCTION}&timestamp={timestamp}&window={window}"
+        if user_id is None or not signing.verify_any(key, raw_signature, [text.encode()]):
+            raise Refused(INVALID_SIGNATURE, "invalid api key or signature")
+        return user_id
+
+
+def key_lookup(store: Any, cache_size: int = 100_000) -> UserForKey:
+    """``store.user_for_ed25519`` over any spelling of the key, cached (keys are never revoked)."""
+    from exchange.credentials import check_ed25519_key
+    from exchange.errors import RequestError
+
+    cache: dict[str, str] = {}
+
+    async def user_for_key(key_b64: str) -> str | None:
+        user_id = cache.get(key_b64)
+        if user_id is not None:
+            return user_id
+        try:
+            canonical = check_ed25519_key(key_b64)
+        except RequestError:
+            return None
+        user_id = await store.user_for_ed25519(canonical)
+        if user_id is not None:
+            if len(cache) >= cache_size:
+                cache.clear()
+            cache[key_b64] = user_id
+        return user_id
+
+    return user_for_key

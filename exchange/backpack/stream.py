@@ -1,0 +1,269 @@
+"""The ``/backpack`` WebSocket: Backpack's topics and frames over the ws server's hub.
+
+The hub already holds the Redis subscriptions and renders every engine event once per topic;
+:class:`BackpackTopics` plugs into it (``Hub.surfaces``) and renders the same events a second
+way, in Backpack's names, only for the topics some ``/backpack`` client holds. Topic names on the
+hub carry a ``bp|`` prefix so they never collide with native ones, and private ones the user
+(``bp|account.orderUpdate#42``), exactly like the native ``orders#42``.
+
+Frames are ``{"stream": topic, "data": {"e": event, ...}}`` with times in microseconds:
+
+- ``depth.M``: deltas only (``U``/``u`` on the engine's depth sequence, the one REST
+  ``lastUpdateId`` is on; absolute sizes, ``"0"`` deletes). ccxt never checks that deltas are
+  contiguous, so a client that would miss one (a lost pub/sub message) is disconnected instead:
+  its ccxt reconnects, resubscribes and fetches a fresh snapshot.
+- ``trade.M``, ``ticker.M`` (24 h, from the hub's statistics), ``kline.<interval>.M``.
+- ``account.orderUpdate[.M]``: orderAccepted / orderFill / orderCancelled / orderExpired with
+  Backpack's fields (``l``/``L`` the quantity and average price since the order's previous update
+  this server saw, ``z``/``Z`` cumulative). ``account.balanceUpdate``: absolute values per asset.
+  ``account.rfqUpdate`` is accepted and stays silent (there are no RFQs here).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from decimal import Decimal, localcontext
+from typing import Any
+
+import orjson
+
+from exchange.backpack.translate import (
+    SELF_TRADE_NAMES,
+    SIDE_NAMES,
+    STATUS_NAMES,
+    client_id_value,
+)
+from exchange.markets import MarketConfig
+from exchange.money import format_decimal
+from exchange.ws.frames import Frame
+from exchange.ws.stats import INTERVALS_MS
+
+PREFIX = "bp|"
+PRIVATE_TOPICS = ("account.orderUpdate", "account.balanceUpdate", "account.rfqUpdate")
+_TRACKED_ORDERS = 100_000
+
+
+def hub_topic(topic: str, user_id: str | None = None) -> str:
+    return PREFIX + topic if user_id is None else f"{PREFIX}{topic}#{user_id}"
+
+
+def _frame(stream: str, data: dict[str, Any], **depth: Any) -> Frame:
+    return Frame.of(orjson.dumps({"stream": stream, "data": data}), **depth)
+
+
+def _iso_seconds(iso: str) -> str:
+    return iso.removesuffix("Z")
+
+
+class BackpackTopics:
+    """Renders engine events for the hub's ``bp|`` topics (see the module docstring)."""
+
+    def __init__(self, config: MarketConfig) -> None:
+        self.config = config
+        # order id → (executed quantity, executed quote) last seen, to give l/L per update
+        self._executed: OrderedDict[str, tuple[Decimal, Decimal]] = OrderedDict()
+
+    # --- market channels -----------------------------------------------------------------------
+
+    def market_events(self, hub: Any, symbol: str, events: list[dict[str, Any]]) -> None:
+        topics = hub.topics
+        trade_topic, depth_topic = hub_topic(f"trade.{symbol}"), hub_topic(f"depth.{symbol}")
+        ticker_topic = hub_topic(f"ticker.{symbol}")
+        kline_topics = [
+            (i, hub_topic(f"kline.{i}.{symbol}"))
+            for i in INTERVALS_MS
+            if hub_topic(f"kline.{i}.{symbol}") in topics
+        ]
+        if not (
+            trade_topic in topics or depth_topic in topics or ticker_topic in topics or kline_topics
+        ):
+            return
+        trades, deltas = [], []
+        traded = False
+        for event in events:
+            kind = event.get("type")
+            if kind == "trade":
+                traded = True
+                if trade_topic in topics:
+                    trades.append(self.trade_frame(event))
+            elif kind == "depth" and depth_topic in topics:
+                deltas.append(self.depth_frame(event))
+        if trades:
+            hub._fan_out(trade_topic, tuple(trades))
+        if deltas:
+            hub._fan_out(depth_topic, tuple(deltas))
+        stats = hub.stats.get(symbol)
+        if traded and stats is not None:
+            now_us = events[-1].get("timestamp", 0) * 1000
+            if ticker_topic in topics:
+                hub._fan_out(ticker_topic, (self.ticker_frame(stats, now_us),))
+            for interval, topic in kline_topics:
+                kline = stats.kline_json(interval)
+                if kline is not None:
+                    hub._fan_out(topic, (self.kline_frame(symbol, interval, kline, now_us),))
+
+    @staticmethod
+    def trade_frame(event: dict[str, Any]) -> Frame:
+        micros = event["timestamp"] * 1000
+        data = {
+            "e": "trade",
+            "E": micros,
+            "s": event["market"],
+            "p": event["price"],
+            "q": event["quantity"],
+            "b": event["buy_order_id"],
+            "a": event["sell_order_id"],
+            "t": event["id"],
+            "T": micros,
+            "m": event["is_buyer_maker"],
+        }
+        return _frame(f"trade.{event['market']}", data)
+
+    @staticmethod
+    def depth_frame(event: dict[str, Any]) -> Frame:
+        market, micros = event["market"], event["timestamp"] * 1000
+        data = {
+            "e": "depth",
+            "E": micros,
+            "s": market,
+            "a": event["asks"],
+            "b": event["bids"],
+            "U": event["first_update_id"],
+            "u": event["last_update_id"],
+            "T": micros,
+        }
+        return _frame(
+            f"depth.{market}",
+            data,
+            market=market,
+            first_id=event["first_update_id"],
+            last_id=event["last_update_id"],
+        )
+
+    @staticmethod
+    def ticker_frame(stats: Any, now_us: int) -> Frame:
+        ticker = stats.ticker_json()
+        data = {
+            "e": "ticker",
+            "E": now_us,
+            "s": ticker["market"],
+            "o": ticker["first_price"],
+            "c": ticker["last_price"],
+            "h": ticker["high"],
+            "l": ticker["low"],
+            "v": ticker["volume"],
+            "V": ticker["quote_volume"],
+            "n": ticker["trades"],
+        }
+        return _frame(f"ticker.{ticker['market']}", data)
+
+    @staticmethod
+    def kline_frame(symbol: str, interval: str, kline: dict[str, Any], now_us: int) -> Frame:
+        data = {
+            "e": "kline",
+            "E": now_us,
+            "s": symbol,
+            "t": _iso_seconds(kline["start"]),
+            "T": _iso_seconds(kline["start"]),  # ccxt reads the candle's time from T
+            "o": kline["open"],
+            "c": kline["close"],
+            "h": kline["high"],
+            "l": kline["low"],
+            "v": kline["volume"],
+            "n": kline["trades"],
+            "X": False,
+        }
+        return _frame(f"kline.{interval}.{symbol}", data)
+
+    # --- user channels -------------------------------------------------------------------------
+
+    def user_events(self, hub: Any, user_id: str, events: list[dict[str, Any]]) -> None:
+        topics = hub.topics
+        all_orders = hub_topic("account.orderUpdate", user_id)
+        balances = hub_topic("account.balanceUpdate", user_id)
+        for event in events:
+            kind = event.get("type")
+            if kind == "order":
+                order = event["order"]
+                market_orders = hub_topic(f"account.orderUpdate.{order['market']}", user_id)
+                frames = self.order_frames(order)  # always: keeps l/L tracking right
+                if frames and all_orders in topics:
+                    hub._fan_out(
+                        all_orders, tuple(_restream(f, "account.orderUpdate") for f in frames)
+                    )
+                if frames and market_orders in topics:
+                    stream = f"account.orderUpdate.{order['market']}"
+                    hub._fan_out(market_orders, tuple(_restream(f, stream) for f in frames))
+            elif kind == "balance" and balances in topics:
+                hub._fan_out(balances, (self.balance_frame(event),))
+
+    def order_frames(self, order: dict[str, Any]) -> list[dict[str, Any]]:
+        """Backpack's order events for one native order update (data dicts, not yet framed)."""
+        status = order["status"]
+        order_id = order["order_id"]
+        if status == "rejected":  # a refused post-only: the REST call said so; nothing rested
+            self._executed.pop(order_id, None)
+            return []
+        executed = Decimal(order["executed_quantity"])
+        executed_quote = Decimal(order["executed_quote_quantity"])
+        before, before_quote = self._executed.pop(order_id, (Decimal(0), Decimal(0)))
+        if status in ("new", "partially_filled"):
+            self._executed[order_id] = (executed, executed_quote)
+            if len(self._executed) > _TRACKED_ORDERS:
+                self._executed.popitem(last=False)
+        micros = order["updated_at"] * 1000
+        base = {
+            "E": micros,
+            "s": order["market"],
+            "i": order_id,
+            "c": client_id_value(order["client_order_id"]),
+            "S": SIDE_NAMES[order["side"]],
+            "o": order["type"].upper(),
+            "f": order["time_in_force"],
+            "p": order["price"],
+            "q": order["quantity"],
+            "Q": order.get("quote_quantity"),
+            "V": SELF_TRADE_NAMES[order["self_trade_prevention"]],
+            "z": order["executed_quantity"],
+            "Z": order["executed_quote_quantity"],
+            "T": micros,
+        }
+        out = []
+        filled = executed - before
+        if status == "new" and filled == 0:
+            out.append(dict(base, e="orderAccepted", X="New"))
+        if filled > 0:
+            with localcontext() as ctx:
+                ctx.prec = 40
+                average = (executed_quote - before_quote) / filled
+            fill_status = "Filled" if status == "filled" else "PartiallyFilled"
+            out.append(
+                dict(
+                    base,
+                    e="orderFill",
+                    X=fill_status,
+                    l=format_decimal(filled),
+                    L=format_decimal(average),
+                )
+            )
+        if status in ("cancelled", "expired"):
+            event = "orderCancelled" if status == "cancelled" else "orderExpired"
+            out.append(dict(base, e=event, X=STATUS_NAMES[status]))
+        return out
+
+    @staticmethod
+    def balance_frame(event: dict[str, Any]) -> Frame:
+        data = {
+            "e": "balanceUpdate",
+            "E": time.time_ns() // 1000,  # balance events carry no time of their own
+            "a": event["asset"],
+            "A": event["available"],
+            "L": event["locked"],
+            "S": "0",
+        }
+        return _frame("account.balanceUpdate", data)
+
+
+def _restream(data: dict[str, Any], stream: str) -> Frame:
+    return _frame(stream, data)
