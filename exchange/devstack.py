@@ -223,12 +223,12 @@ def banner(stack: Stack) -> str:
             '       -d \'{"market":"TATA_INR","price":"100.5","quantity":"10","side":"buy","user_id":"1"}\'',
             f"  curl '{stack.api_url}/api/v1/depth?symbol=TATA_INR'",
         ]
-    else:
-        lines += [
-            "",
-            f"  admin token: {stack.env['EXCHANGE_ADMIN_TOKEN']}",
-            f"  create a user: curl -X POST {stack.api_url}/api/v1/admin/users -H 'X-ADMIN-TOKEN: <token>'",
-        ]
+    # Admin endpoints need the token in every mode (e.g. the ccxt example's --setup).
+    lines += [
+        "",
+        f"  admin token: {stack.env['EXCHANGE_ADMIN_TOKEN']}",
+        f"  create a user: curl -X POST {stack.api_url}/api/v1/admin/users -H 'X-ADMIN-TOKEN: <token>'",
+    ]
     lines.append("\nCtrl-C stops everything.")
     return "\n".join(lines)
 
