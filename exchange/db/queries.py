@@ -11,6 +11,9 @@ Klines roll the candle tables up with ``time_bucket``: 5m to 30m from 1-minute c
 scanning a market's whole history, the inner scan reads at most ``limit * (interval / candle)``
 candles in the wanted direction: a bucket holds at most that many candles, and the candles of the
 first ``limit`` buckets come before any other in that direction, so those buckets are complete.
+
+:meth:`HistoryQueries.stats_seed` serves the WebSocket server rather than the API: raw rows
+(Decimals, millisecond integers) from which it seeds its live tickers and klines at start.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+import attrs
 import psycopg
 from psycopg.rows import dict_row
 
@@ -168,21 +172,10 @@ class HistoryQueries:
         Raises:
             ValueError: ``interval`` is not one of :data:`KLINE_INTERVALS`.
         """
-        try:
-            width, table, per_bucket = KLINE_INTERVALS[interval]
-        except KeyError:
-            raise ValueError(f"unknown kline interval {interval!r}") from None
-        direction = "ASC" if start_time is not None else "DESC"
-        rows = await self._query(
-            statements.KLINES[(table, direction)],
-            market=market,
-            width=width,
-            start=None if start_time is None else _utc(start_time),
-            end=None if end_time is None else _utc(end_time),
-            rows=limit * per_bucket,
-            limit=limit,
-        )
-        if direction == "DESC":
+        query, params = _klines_statement(market, interval, start_time, end_time, limit)
+        width = params["width"]
+        rows = await self._query(query, **params)
+        if start_time is None:  # DESC
             rows.reverse()
         return [
             {
@@ -264,6 +257,74 @@ class HistoryQueries:
         else:
             raise ValueError("order_id or client_order_id is required")
         return await self._pool.run(_order_with_fills, query, {"user_id": user_id, **params})
+
+    async def stats_seed(self, markets: list[str], since_ms: int) -> StatsSeed:
+        """What the WebSocket server needs to start its statistics, from one snapshot.
+
+        Per market: the trades since ``since_ms`` summed per second, and the latest bucket of
+        every kline interval; plus the newest trade id of any market in that snapshot.
+        """
+        since = _EPOCH + since_ms * _MS
+        return await self._pool.run(_stats_seed, list(markets), since)
+
+
+def _klines_statement(
+    market: str,
+    interval: str,
+    start_time: datetime | None,
+    end_time: datetime | None,
+    limit: int,
+) -> tuple[str, dict[str, Any]]:
+    """The klines statement and its parameters (ASC from ``start_time``, else the latest DESC)."""
+    try:
+        width, table, per_bucket = KLINE_INTERVALS[interval]
+    except KeyError:
+        raise ValueError(f"unknown kline interval {interval!r}") from None
+    direction = "ASC" if start_time is not None else "DESC"
+    return statements.KLINES[(table, direction)], {
+        "market": market,
+        "width": width,
+        "start": None if start_time is None else _utc(start_time),
+        "end": None if end_time is None else _utc(end_time),
+        "rows": limit * per_bucket,
+        "limit": limit,
+    }
+
+
+@attrs.frozen
+class StatsSeed:
+    """Raw history for :meth:`exchange.ws.stats.MarketStats.seed_history` (money as Decimal).
+
+    ``seconds[market]``: rows ``start_ms, open, high, low, close, volume, quote_volume, trades,
+    first_id, last_id``, oldest first. ``klines[market][interval]``: the latest bucket as a row
+    ``start_ms, open, high, low, close, volume, quote_volume, trades`` (absent without trades).
+    """
+
+    last_trade_id: int
+    seconds: dict[str, list[dict[str, Any]]]
+    klines: dict[str, dict[str, dict[str, Any]]]
+
+
+def _stats_seed(conn: psycopg.Connection, markets: list[str], since: datetime) -> StatsSeed:
+    with conn.transaction():
+        conn.execute(statements.BEGIN_SNAPSHOT)
+        last_trade_id = _rows(conn, statements.LAST_TRADE_ID, {})[0]["id"] or 0
+        seconds: dict[str, list[dict[str, Any]]] = {}
+        klines: dict[str, dict[str, dict[str, Any]]] = {}
+        for market in markets:
+            rows = _rows(conn, statements.TICKER_SECONDS, {"market": market, "since": since})
+            for row in rows:
+                row["start_ms"] = to_ms(row.pop("second"))
+                row["trades"] = int(row["trades"])
+            seconds[market] = rows
+            latest = klines[market] = {}
+            for interval in KLINE_INTERVALS:
+                query, params = _klines_statement(market, interval, None, None, 1)
+                for row in _rows(conn, query, params):
+                    row["start_ms"] = to_ms(row.pop("start"))
+                    row["trades"] = int(row["trades"])
+                    latest[interval] = row
+    return StatsSeed(last_trade_id, seconds, klines)
 
 
 def _order_with_fills(conn: psycopg.Connection, query: str, params: dict) -> dict | None:

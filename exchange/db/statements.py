@@ -175,6 +175,34 @@ FROM pieces
 GROUP BY market
 """
 
+# --- ws statistics seed ---------------------------------------------------------------------------
+
+# The WebSocket server seeds its statistics in one REPEATABLE READ snapshot, so the per-second
+# buckets, the latest klines and the newest trade id all describe the same set of trades.
+BEGIN_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+# The newest trade of any market (NULL without trades): the seed's watermark.
+LAST_TRADE_ID = "SELECT max(id) AS id FROM trades"
+
+# One market's trades since %(since)s, summed per second like the ws TickerWindow's buckets
+# (at most 86,400 rows a day); open and close are the first and last trades by id.
+TICKER_SECONDS = """
+SELECT time_bucket(INTERVAL '1 second', time) AS second,
+       (array_agg(price ORDER BY id))[1] AS open,
+       max(price) AS high,
+       min(price) AS low,
+       (array_agg(price ORDER BY id DESC))[1] AS close,
+       sum(quantity) AS volume,
+       sum(quote_quantity) AS quote_volume,
+       count(*) AS trades,
+       min(id) AS first_id,
+       max(id) AS last_id
+FROM trades
+WHERE market = %(market)s AND time >= %(since)s
+GROUP BY 1
+ORDER BY 1
+"""
+
 _ORDER_COLUMNS = """
 order_id, client_order_id, market, side, type, price, quantity, quote_quantity,
 executed_quantity, executed_quote_quantity, status, time_in_force, post_only,

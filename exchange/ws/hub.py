@@ -81,6 +81,9 @@ class Hub:
         # Other surfaces (the /backpack WebSocket) render the same events under their own
         # topics: each has market_events(hub, symbol, events) and user_events(hub, user, events).
         self.surfaces: list[Any] = []
+        # While the statistics are seeded from PostgreSQL (exchange.ws.seed), market messages
+        # wait here instead of being dispatched; None once live (see release_market_messages).
+        self.held_market_messages: list[tuple[str, bytes]] | None = None
 
     # --- channels and topics -------------------------------------------------------------------
 
@@ -188,8 +191,21 @@ class Hub:
                 reconnects = self.subscriber.reconnects
                 log.warning("pub/sub reconnected; messages published meanwhile are lost")
 
+    def hold_market_messages(self) -> None:
+        """Keep market messages back (before :meth:`run`, so none is missed) until released."""
+        self.held_market_messages = []
+
+    def release_market_messages(self) -> None:
+        """Dispatch the held market messages in order and go live again."""
+        held, self.held_market_messages = self.held_market_messages or [], None
+        for channel, data in held:
+            self.dispatch(channel, data)
+
     def dispatch(self, channel: str, data: bytes) -> None:
         """Render one pub/sub message (an engine batch's events) for the topics that want it."""
+        if self.held_market_messages is not None and channel.startswith(MARKET_PREFIX):
+            self.held_market_messages.append((channel, data))
+            return
         self.messages_in += 1
         try:
             events = orjson.loads(data)

@@ -2,6 +2,7 @@
 
     subscriber (Redis pub/sub thread) ─► hub (render once, fan out) ─► client outboxes ─► sockets
     gateway (engine queries) ─► depth snapshots
+    PostgreSQL (once, before listening) ─► ticker/kline statistics (exchange.ws.seed)
 
 :func:`run` serves until cancelled; :func:`main` runs it under ``trio.run`` and turns SIGINT and
 SIGTERM into a cancellation, so every connection is closed (1001) within a bounded time and the
@@ -32,6 +33,7 @@ from exchange.programs import cancel_on_stop_signal, configure_logging
 from exchange.ws.auth import Authenticator
 from exchange.ws.connection import Client, Limits
 from exchange.ws.hub import Hub
+from exchange.ws.seed import seed_statistics
 
 log = logging.getLogger("exchange.ws")
 
@@ -47,6 +49,9 @@ class Options:
     # SO_SNDBUF of accepted sockets (None: the kernel's autotuning). Tests shrink it so a client
     # that stops reading backs up into our outbox after kilobytes rather than megabytes.
     send_buffer_bytes: int | None = None
+    # Seed tickers and klines from PostgreSQL (settings.database_url) before listening; tests
+    # without a database turn it off.
+    seed_statistics: bool = True
 
 
 async def run(
@@ -81,6 +86,8 @@ async def run(
 
             hub = Hub(config, subscriber, fetch_depth)
             hub.surfaces.append(BackpackTopics(config))
+            if options.seed_statistics:
+                hub.hold_market_messages()  # until seeded: see exchange.ws.seed
 
             async def handle(request: WebSocketRequest) -> None:
                 path = request.path.partition("?")[0]
@@ -98,6 +105,8 @@ async def run(
 
             async with trio.open_nursery() as nursery:
                 await nursery.start(hub.run)
+                if options.seed_statistics:
+                    await seed_statistics(hub, settings.database_url)
                 listeners = await trio.open_tcp_listeners(settings.ws_port, host=settings.ws_host)
                 if options.send_buffer_bytes:
                     for listener in listeners:

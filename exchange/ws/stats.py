@@ -14,18 +14,23 @@ cannot ask PostgreSQL each time. It folds every trade of a market into:
 
 Everything is integers (ticks, lots, quote minor units) until :func:`ticker_json` and
 :func:`kline_json` format them through the market, so the math is exact.
+
+At start the server seeds both from PostgreSQL (:meth:`MarketStats.seed_history`): the last
+24 hours summed per second become the window's buckets, the latest stored bucket of each interval
+becomes the builder's current kline; decimals are converted to steps exactly, through the market.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 
 from exchange.markets import Market
+from exchange.money import to_steps
 
 WINDOW_MS = 24 * 60 * 60 * 1000
 BUCKET_MS = 1000
@@ -80,7 +85,9 @@ def format_hundredths(value: int) -> str:
 
 
 @attrs.define
-class _Bucket:
+class Bucket:
+    """One second of trades: open/close are the first/last trade's price by id."""
+
     second: int
     open: int
     high: int
@@ -95,10 +102,10 @@ class TickerWindow:
     """The trades of the last 24 hours of one market, summarised."""
 
     def __init__(self) -> None:
-        self._buckets: deque[_Bucket] = deque()
+        self._buckets: deque[Bucket] = deque()
         # Monotonic deques of buckets: highs decreasing, lows increasing; the front is the answer.
-        self._highs: deque[_Bucket] = deque()
-        self._lows: deque[_Bucket] = deque()
+        self._highs: deque[Bucket] = deque()
+        self._lows: deque[Bucket] = deque()
         self.volume = 0
         self.quote_volume = 0
         self.trades = 0
@@ -121,7 +128,7 @@ class TickerWindow:
                 bucket.low = price
                 self._push_low(bucket, pop_self=True)
         else:
-            bucket = _Bucket(second, price, price, price, price, 0, 0, 0)
+            bucket = Bucket(second, price, price, price, price, 0, 0, 0)
             self._buckets.append(bucket)
             self._push_high(bucket, pop_self=False)
             self._push_low(bucket, pop_self=False)
@@ -133,7 +140,28 @@ class TickerWindow:
         self.trades += 1
         self.expire(trade.timestamp_ms)
 
-    def _push_high(self, bucket: _Bucket, *, pop_self: bool) -> None:
+    def seed(self, buckets: Iterable[Bucket], last_trade_id: int, now_ms: int) -> None:
+        """Start an empty window from history summed per second (increasing seconds).
+
+        ``last_trade_id`` is the newest trade the history holds: a later :meth:`add` of a
+        trade at or below it is taken for a replay and ignored. Buckets before ``now_ms - 24 h``
+        are dropped at once.
+        """
+        if self._buckets or self.last_trade_id:
+            raise ValueError("only an empty window can be seeded")
+        for bucket in buckets:
+            if self._buckets and bucket.second <= self._buckets[-1].second:
+                raise ValueError(f"bucket {bucket.second} out of order")
+            self._buckets.append(bucket)
+            self._push_high(bucket, pop_self=False)
+            self._push_low(bucket, pop_self=False)
+            self.volume += bucket.volume
+            self.quote_volume += bucket.quote_volume
+            self.trades += bucket.trades
+        self.last_trade_id = last_trade_id
+        self.expire(now_ms)
+
+    def _push_high(self, bucket: Bucket, *, pop_self: bool) -> None:
         highs = self._highs
         if pop_self and highs and highs[-1] is bucket:
             highs.pop()
@@ -141,7 +169,7 @@ class TickerWindow:
             highs.pop()
         highs.append(bucket)
 
-    def _push_low(self, bucket: _Bucket, *, pop_self: bool) -> None:
+    def _push_low(self, bucket: Bucket, *, pop_self: bool) -> None:
         lows = self._lows
         if pop_self and lows and lows[-1] is bucket:
             lows.pop()
@@ -222,6 +250,13 @@ class KlineBuilder:
         kline.trades += 1
         return kline
 
+    def seed(self, kline: Kline) -> None:
+        """Start from the latest stored bucket, unless a newer one is already current."""
+        if kline.interval_ms != self.interval_ms:
+            raise ValueError(f"a {kline.interval_ms} ms kline for a {self.interval_ms} ms builder")
+        if self.current is None or kline.start_ms > self.current.start_ms:
+            self.current = kline
+
 
 class MarketStats:
     """Ticker window and klines of every interval for one market."""
@@ -240,10 +275,28 @@ class MarketStats:
             builder.add(trade)
         return True
 
-    def seed(self, trades: Iterable[Trade]) -> None:
-        """Fold in history (oldest first), e.g. the last 24 hours read from PostgreSQL."""
-        for trade in trades:
-            self.add(trade)
+    def seed_history(
+        self,
+        seconds: Iterable[Mapping[str, Any]],
+        klines: Mapping[str, Mapping[str, Any]],
+        last_trade_id: int,
+        now_ms: int,
+    ) -> None:
+        """Start from stored history (rows of :meth:`HistoryQueries.stats_seed`, money as
+        Decimal): per-second sums of the last 24 hours, oldest first, and the latest bucket of
+        each interval. Trades up to ``last_trade_id`` count as seen; live ones above it add on.
+        """
+        # Everything is converted first, so bad data leaves the statistics untouched.
+        seconds = list(seconds)
+        buckets = [bucket_from_row(self.market, row) for row in seconds]
+        newest = max((row["last_id"] for row in seconds), default=0)
+        latest = {
+            interval: kline_from_row(self.market, INTERVALS_MS[interval], row)
+            for interval, row in klines.items()
+        }
+        self.window.seed(buckets, max(last_trade_id, newest), now_ms)
+        for interval, kline in latest.items():
+            self.klines[interval].seed(kline)
 
     def ticker_json(self) -> dict[str, Any]:
         return ticker_json(self.market, self.window.summary())
@@ -251,6 +304,41 @@ class MarketStats:
     def kline_json(self, interval: str) -> dict[str, Any] | None:
         kline = self.klines[interval].current
         return None if kline is None else kline_json(self.market, kline)
+
+
+def bucket_from_row(market: Market, row: Mapping[str, Any]) -> Bucket:
+    """A per-second row (``start_ms`` and Decimal money) → a bucket in steps (exact).
+
+    Raises:
+        MoneyError: a value is not a whole number of the market's steps.
+    """
+    ticks = market.tick_size
+    return Bucket(
+        second=row["start_ms"] // BUCKET_MS,
+        open=to_steps(row["open"], ticks),
+        high=to_steps(row["high"], ticks),
+        low=to_steps(row["low"], ticks),
+        close=to_steps(row["close"], ticks),
+        volume=to_steps(row["volume"], market.lot_size),
+        quote_volume=market.quote.to_units(row["quote_volume"]),
+        trades=int(row["trades"]),
+    )
+
+
+def kline_from_row(market: Market, interval_ms: int, row: Mapping[str, Any]) -> Kline:
+    """A kline row (``start_ms`` and Decimal money) → a :class:`Kline` in steps (exact)."""
+    ticks = market.tick_size
+    return Kline(
+        start_ms=row["start_ms"],
+        interval_ms=interval_ms,
+        open=to_steps(row["open"], ticks),
+        high=to_steps(row["high"], ticks),
+        low=to_steps(row["low"], ticks),
+        close=to_steps(row["close"], ticks),
+        volume=to_steps(row["volume"], market.lot_size),
+        quote_volume=market.quote.to_units(row["quote_volume"]),
+        trades=int(row["trades"]),
+    )
 
 
 def ticker_json(market: Market, summary: dict[str, int | None]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import attrs
 import orjson
 import redis
 import trio
@@ -24,13 +25,24 @@ RECEIVE_TIMEOUT_S = 10.0
 
 @contextlib.asynccontextmanager
 async def ws_server(
-    redis_url: str, *, auth_mode: str = "dev", options: Options | None = None
+    redis_url: str,
+    *,
+    auth_mode: str = "dev",
+    options: Options | None = None,
+    database_url: str | None = None,
 ) -> AsyncIterator[int]:
-    """Run the server on a free port; yields the port."""
+    """Run the server on a free port; yields the port.
+
+    Its statistics are seeded from ``database_url``; without one they are not (tests must never
+    reach the machine's own PostgreSQL, the default of Settings).
+    """
+    options = attrs.evolve(options or Options(), seed_statistics=database_url is not None)
     settings = Settings(redis_url=redis_url, ws_port=0, auth_mode=auth_mode)
+    if database_url is not None:
+        settings = attrs.evolve(settings, database_url=database_url)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(
-            lambda task_status: run(settings, options=options or Options(), task_status=task_status)
+            lambda task_status: run(settings, options=options, task_status=task_status)
         )
         yield port
         nursery.cancel_scope.cancel()
