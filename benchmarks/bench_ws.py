@@ -284,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
                 "WS_PORT": str(ws_port),
                 "EXCHANGE_AUTH": "dev",
                 "PYTHONPATH": str(ROOT),
+                # No history to seed tickers from: name a port nothing listens on, so the ws
+                # server starts unseeded at once instead of trying the machine's PostgreSQL.
+                "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/none",
             }
             engine = _spawn("engine", env, tmp_path)
             ws = _spawn("ws", env, tmp_path)
