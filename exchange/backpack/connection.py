@@ -21,7 +21,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from exchange.backpack import signing
-from exchange.backpack.stream import PRIVATE_TOPICS, hub_topic
+from exchange.backpack.stream import PRIVATE_TOPICS, BackpackTopics, hub_topic
 from exchange.bus import market_channel, user_channel
 from exchange.markets import MarketConfig
 from exchange.ws import keepalive
@@ -66,7 +66,7 @@ def parse_topic(topic: Any, config: MarketConfig) -> tuple[str, str | None, bool
         interval, _, market = market.partition(".")
         if interval not in INTERVALS_MS:
             raise Refused(INVALID_STREAM, f"unknown kline interval in {topic!r}")
-    elif kind not in ("depth", "trade", "ticker"):
+    elif kind not in ("depth", "trade", "ticker", "bookTicker"):
         raise Refused(INVALID_STREAM, f"unknown stream {topic!r}")
     if market not in config.markets:
         raise Refused(INVALID_STREAM, f"unknown market in {topic!r}")
@@ -214,6 +214,9 @@ class BackpackClient:
             await self.hub.hold(channel)  # confirmed before any event is routed to us
             self.held[topic] = (name, channel)
             self.hub.register(self, name)
+            if kind == "bookTicker" and (surface := BackpackTopics.of(self.hub)) is not None:
+                assert market is not None
+                surface.book_tickers.joined(self.hub, self, market)
 
     def _leave(self, topic: str) -> None:
         entry = self.held.pop(topic, None)
@@ -224,6 +227,8 @@ class BackpackClient:
         self.hub.release(channel)
         if topic.startswith("depth."):
             self.depth_ids.pop(topic.removeprefix("depth."), None)
+        elif topic.startswith("bookTicker.") and (surface := BackpackTopics.of(self.hub)):
+            surface.book_tickers.left(self.hub, self, topic.removeprefix("bookTicker."))
 
     async def _signer(self, signature: Any) -> str:
         """The user whose key signed ``instruction=subscribe``. Raises Refused."""

@@ -13,6 +13,8 @@ Frames are ``{"stream": topic, "data": {"e": event, ...}}`` with times in micros
   contiguous, so a client that would miss one (a lost pub/sub message) is disconnected instead:
   its ccxt reconnects, resubscribes and fetches a fresh snapshot.
 - ``trade.M``, ``ticker.M`` (24 h, from the hub's statistics), ``kline.<interval>.M``.
+- ``bookTicker.M``: the best bid and ask after each change of the top of the book, from a book
+  kept only for markets with subscribers (:mod:`exchange.backpack.book_ticker`).
 - ``account.orderUpdate[.M]``: orderAccepted / orderFill / orderCancelled / orderExpired with
   Backpack's fields (``l``/``L`` the quantity and average price since the order's previous update
   this server saw, ``z``/``Z`` cumulative). ``account.balanceUpdate``: absolute values per asset.
@@ -28,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from exchange.backpack.book_ticker import BookTickers
 from exchange.backpack.translate import (
     SELF_TRADE_NAMES,
     SIDE_NAMES,
@@ -63,10 +66,17 @@ class BackpackTopics:
         self.config = config
         # order id → (executed quantity, executed quote) last seen, to give l/L per update
         self._executed: OrderedDict[str, tuple[Decimal, Decimal]] = OrderedDict()
+        self.book_tickers = BookTickers(config)
+
+    @staticmethod
+    def of(hub: Any) -> BackpackTopics | None:
+        """The instance plugged into ``hub`` (None if the hub serves no /backpack surface)."""
+        return next((s for s in hub.surfaces if isinstance(s, BackpackTopics)), None)
 
     # --- market channels -----------------------------------------------------------------------
 
     def market_events(self, hub: Any, symbol: str, events: list[dict[str, Any]]) -> None:
+        self.book_tickers.market_events(hub, symbol, events)
         topics = hub.topics
         trade_topic, depth_topic = hub_topic(f"trade.{symbol}"), hub_topic(f"depth.{symbol}")
         ticker_topic = hub_topic(f"ticker.{symbol}")

@@ -168,7 +168,11 @@ class Hub:
                     await trio.sleep(SNAPSHOT_RETRY_S)
             frames = (render.snapshot_frame(depth_json(self.config, depth)),)
             for client in waiters:
-                client.deliver(frames)
+                take_depth = getattr(client, "take_depth", None)
+                if take_depth is not None:  # a surface keeping its own book (Backpack bookTicker)
+                    take_depth(depth)
+                else:
+                    client.deliver(frames)
         del self._snapshot_waiters[market]
 
     # --- fan-out -------------------------------------------------------------------------------
