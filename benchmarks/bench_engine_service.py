@@ -35,10 +35,11 @@ import time
 from pathlib import Path
 
 import attrs
+import redis
 import trio
 
 from exchange import codec
-from exchange.bus import COMMAND_STREAM, FLUSHED_KEY, HEARTBEAT_KEY
+from exchange.bus import COMMAND_STREAM, EVENT_STREAM, FLUSHED_KEY, HEARTBEAT_KEY
 from exchange.gateway import open_gateway
 from exchange.localservers import RedisServer
 from exchange.markets import load_config
@@ -126,6 +127,8 @@ def run_phase(args, server, engine_pid: int, name: str, producers: int, count: i
             raise SystemExit(f"producer failed to start: {line!r}")
     client = server.client()
     engine_cpu, redis_cpu = process_cpu_s(engine_pid), redis_cpu_s(client)
+    engine_split = process_cpu_split_s(engine_pid)
+    batches = events_entries_added(client)
     for proc, _ in procs:
         proc.stdin.write("go\n")
         proc.stdin.flush()
@@ -137,7 +140,10 @@ def run_phase(args, server, engine_pid: int, name: str, producers: int, count: i
             raise SystemExit(f"producer exited with {proc.returncode}")
         latencies.frombytes(out.read_bytes())
     engine_cpu = process_cpu_s(engine_pid) - engine_cpu
+    user_after, sys_after = process_cpu_split_s(engine_pid)
+    engine_user, engine_sys = user_after - engine_split[0], sys_after - engine_split[1]
     redis_cpu = redis_cpu_s(client) - redis_cpu
+    batches = events_entries_added(client) - batches
     client.close()
     first = min(r["first"] for r in reports)
     last = max(r["last"] for r in reports)
@@ -145,8 +151,11 @@ def run_phase(args, server, engine_pid: int, name: str, producers: int, count: i
         count=sum(r["count"] for r in reports),
         elapsed_s=last - first,
         latencies=latencies,
+        batches=batches,
         cpu_s={
             "engine": round(engine_cpu, 2),
+            "engine_user": round(engine_user, 2),
+            "engine_system": round(engine_sys, 2),
             "producers": round(sum(r["cpu_s"] for r in reports), 2),
             "redis": round(redis_cpu, 2),
         },
@@ -158,6 +167,7 @@ class Phase:
     count: int
     elapsed_s: float
     latencies: array.array
+    batches: int  # engine batches that wrote events (one events-stream entry each)
     cpu_s: dict[str, float]
 
     def p(self, q: float) -> float:
@@ -168,8 +178,22 @@ class Phase:
 
 def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process (Linux /proc)."""
+    return sum(process_cpu_split_s(pid))
+
+
+def process_cpu_split_s(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
+def events_entries_added(client) -> int:
+    """Entries ever added to the events stream: one per engine batch with events."""
+    try:
+        return client.xinfo_stream(EVENT_STREAM)["entries-added"]
+    except redis.ResponseError:  # no such stream yet
+        return 0
 
 
 def redis_cpu_s(client) -> float:
@@ -220,6 +244,8 @@ def conduct(args: argparse.Namespace) -> dict:
                 )
                 print(f"  p50 {heavy.p(0.5):.3f} ms  p99 {heavy.p(0.99):.3f} ms")
                 print(f"  CPU seconds: {heavy.cpu_s}")
+                batch_mean = heavy.count / max(1, heavy.batches)
+                print(f"  engine batches {heavy.batches} (mean {batch_mean:.0f} commands)")
                 last_id = client.xrevrange(COMMAND_STREAM, count=1)[0][0]
                 assert client.get(FLUSHED_KEY) == last_id, "the engine has not flushed everything"
                 heartbeat = json.loads(client.get(HEARTBEAT_KEY))
@@ -241,6 +267,8 @@ def conduct(args: argparse.Namespace) -> dict:
                 "clients_per_producer": args.clients,
                 "engine_commands_per_cpu_s": round(heavy.count / heavy.cpu_s["engine"]),
                 "cpu_s": heavy.cpu_s,
+                "engine_batches": heavy.batches,
+                "engine_batch_mean": round(batch_mean, 1),
                 "engine_exit_code": code,
             }
 

@@ -61,6 +61,10 @@ class Market:
     max_lots: int = attrs.field(init=False)
     price_decimals: int = attrs.field(init=False)
     quantity_decimals: int = attrs.field(init=False)
+    # Rendered prices and quantities: the engine renders the same few hundred levels and sizes
+    # over and over (every order, trade and depth event). Bounded; not part of equality.
+    _price_texts: dict[int, str] = attrs.field(init=False, factory=dict, eq=False, repr=False)
+    _quantity_texts: dict[int, str] = attrs.field(init=False, factory=dict, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         try:
@@ -87,16 +91,33 @@ class Market:
         return (self.base, self.quote)
 
     def format_price(self, ticks: int) -> str:
-        return format_units(ticks * _step_units(self.tick_size), self.price_decimals)
+        text = self._price_texts.get(ticks)
+        if text is None:
+            text = format_units(ticks * _step_units(self.tick_size), self.price_decimals)
+            _remember(self._price_texts, ticks, text)
+        return text
 
     def format_quantity(self, lots: int) -> str:
-        return format_units(lots * _step_units(self.lot_size), self.quantity_decimals)
+        text = self._quantity_texts.get(lots)
+        if text is None:
+            text = format_units(lots * _step_units(self.lot_size), self.quantity_decimals)
+            _remember(self._quantity_texts, lots, text)
+        return text
 
     def base_units(self, lots: int) -> int:
         return lots * self.base_per_lot
 
     def quote_units(self, ticks: int, lots: int) -> int:
         return ticks * lots * self.quote_per_tick_lot
+
+
+FORMAT_CACHE_SIZE = 4_096  # per market and kind; emptied when full (prices drift, sizes repeat)
+
+
+def _remember(cache: dict[int, str], key: int, text: str) -> None:
+    if len(cache) >= FORMAT_CACHE_SIZE:
+        cache.clear()
+    cache[key] = text
 
 
 @functools.cache  # on every price and quantity the engine renders: Decimal math is slow
