@@ -17,16 +17,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from exchange.backpack import signing
 from exchange.backpack.stream import PRIVATE_TOPICS, BackpackTopics, hub_topic
 from exchange.bus import market_channel, user_channel
 from exchange.markets import MarketConfig
-from exchange.ws import keepalive
-from exchange.ws.connection import Limits
-from exchange.ws.frames import Frame, Outbox, send_frames
+from exchange.ws.connection import Limits, Session
+from exchange.ws.frames import Frame, send_frames
 from exchange.ws.hub import Hub
 from exchange.ws.stats import INTERVALS_MS
 
@@ -34,8 +32,7 @@ log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_TOPICS = 100
-CLOSE_TIMEOUT_S = 2.0
-SLOW_CLIENT, DEPTH_GAP, GOING_AWAY = 1008, 1011, 1001
+DEPTH_GAP = 1011
 # Integer codes: ccxt rejects every pending watcher on an error frame with an integer code.
 INVALID_REQUEST, INVALID_STREAM, INVALID_SIGNATURE = 4001, 4006, 4005
 
@@ -73,7 +70,9 @@ def parse_topic(topic: Any, config: MarketConfig) -> tuple[str, str | None, bool
     return kind, market, False
 
 
-class BackpackClient:
+class BackpackClient(Session):
+    """A ``/backpack`` connection: Backpack's SUBSCRIBE frames, contiguous depth deltas."""
+
     def __init__(
         self,
         ws: WebSocketConnection,
@@ -83,59 +82,15 @@ class BackpackClient:
         limits: Limits,
         now_ms: Callable[[], int],
     ) -> None:
-        self.ws = ws
-        self.hub = hub
-        self.config = config
+        super().__init__(ws, hub, config, limits)
         self.user_for_key = user_for_key
-        self.limits = limits
         self.now_ms = now_ms
-        self.outbox = Outbox(limits.outbox_batches)
         self.held: dict[str, tuple[str | None, str]] = {}  # topic → (hub topic, channel)
         self.depth_ids: dict[str, int] = {}  # market → last delta's u
-        self.close_code: tuple[int, str] | None = None
-        self._scope = trio.CancelScope()
 
-    # --- called by the hub (never blocks) -----------------------------------------------------
-
-    def deliver(self, frames: tuple[Frame, ...]) -> None:
-        if not self.outbox.put_nowait(frames):
-            self.kick(SLOW_CLIENT, "client too slow")
-
-    def kick(self, code: int, reason: str) -> None:
-        if self.close_code is None:
-            self.close_code = (code, reason)
-            self.outbox.close()
-            self._scope.cancel()
-
-    # --- life ----------------------------------------------------------------------------------
-
-    async def serve(self) -> None:
-        try:
-            with self._scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._send_loop)
-                    nursery.start_soon(self._heartbeat)
-                    await self._read_loop()
-                    nursery.cancel_scope.cancel()
-        finally:
-            for topic in list(self.held):
-                self._leave(topic)
-            self.outbox.close()
-            code, reason = self.close_code or (GOING_AWAY, "server shutting down")
-            with trio.move_on_after(CLOSE_TIMEOUT_S) as cleanup:
-                cleanup.shield = True
-                await self.ws.aclose(code, reason)
-
-    async def _heartbeat(self) -> None:
-        try:
-            await keepalive.keep_alive(
-                self.ws.ping,
-                interval_s=self.limits.ping_interval_s,
-                timeout_s=self.limits.pong_timeout_s,
-            )
-        except ConnectionClosed:
-            return
-        self.kick(GOING_AWAY, "ping timeout")
+    def _leave_all(self) -> None:
+        for topic in list(self.held):
+            self._leave(topic)
 
     async def _send_loop(self) -> None:
         try:

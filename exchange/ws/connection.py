@@ -66,47 +66,25 @@ class _DepthGate:
     buffer: list[Frame] = attrs.Factory(list)
 
 
-class Client:
-    def __init__(
-        self,
-        ws: WebSocketConnection,
-        hub: Hub,
-        config: MarketConfig,
-        authenticator: Authenticator,
-        limits: Limits,
-    ) -> None:
+class Session:
+    """A connection's life, whatever its surface: the hub delivers frames into a bounded outbox
+    (a client too slow for it is closed with 1008), and :meth:`serve` runs the surface's reader
+    and sender beside the heartbeat until one ends, then leaves the hub and closes the socket
+    under a shielded timeout. Surfaces implement ``_read_loop``, ``_send_loop``, ``_leave_all``.
+    """
+
+    def __init__(self, ws: WebSocketConnection, hub: Hub, config: MarketConfig, limits: Limits):
         self.ws = ws
         self.hub = hub
         self.config = config
-        self.authenticator = authenticator
         self.limits = limits
         self.outbox = Outbox(limits.outbox_batches)
-        self.user_id: str | None = None
-        self.streams: dict[str, tuple[str, str]] = {}  # stream name → (topic, channel)
-        self.gates: dict[str, _DepthGate] = {}
         self.close_code: tuple[int, str] | None = None
         self._scope = trio.CancelScope()
-        self._sender_idle = False
-        self._socket = raw_socket(ws) if ws is not None else None
 
     # --- called by the hub (never blocks) -----------------------------------------------------
 
     def deliver(self, frames: tuple[Frame, ...]) -> None:
-        if self._sender_idle and self._socket is not None and not self.outbox:
-            # Fast path: nothing queued, nobody writing: send now, queue only the rest.
-            out: list[bytes] = []
-            self._gate_all((frames,), out)
-            if not out:
-                return
-            data = b"".join(out)
-            try:
-                sent = try_send_nowait(self.ws, self._socket, data)
-            except OSError:
-                self.kick(GOING_AWAY, "connection broken")
-                return
-            if sent == len(data):
-                return
-            frames = (Frame(data[sent:]),)  # already gated: raw bytes from here on
         if not self.outbox.put_nowait(frames):
             self.kick(SLOW_CLIENT, "client too slow")
 
@@ -129,18 +107,11 @@ class Client:
                     nursery.cancel_scope.cancel()
         finally:
             self._leave_all()
+            self.outbox.close()
             code, reason = self.close_code or (GOING_AWAY, "server shutting down")
             with trio.move_on_after(CLOSE_TIMEOUT_S) as cleanup:
                 cleanup.shield = True
                 await self.ws.aclose(code, reason)
-
-    def _leave_all(self) -> None:
-        for topic, channel in self.streams.values():
-            self.hub.unregister(self, topic)
-            self.hub.release(channel)
-        self.streams.clear()
-        self.gates.clear()
-        self.outbox.close()
 
     async def _heartbeat(self) -> None:
         try:
@@ -152,6 +123,60 @@ class Client:
         except ConnectionClosed:
             return  # the reader ends the connection
         self.kick(GOING_AWAY, "ping timeout")
+
+    async def _read_loop(self) -> None:
+        raise NotImplementedError
+
+    async def _send_loop(self) -> None:
+        raise NotImplementedError
+
+    def _leave_all(self) -> None:
+        raise NotImplementedError
+
+
+class Client(Session):
+    """A native ``/`` or ``/ws`` connection: the contract's requests, streams and depth gate."""
+
+    def __init__(
+        self,
+        ws: WebSocketConnection,
+        hub: Hub,
+        config: MarketConfig,
+        authenticator: Authenticator,
+        limits: Limits,
+    ) -> None:
+        super().__init__(ws, hub, config, limits)
+        self.authenticator = authenticator
+        self.user_id: str | None = None
+        self.streams: dict[str, tuple[str, str]] = {}  # stream name → (topic, channel)
+        self.gates: dict[str, _DepthGate] = {}
+        self._sender_idle = False
+        self._socket = raw_socket(ws) if ws is not None else None
+
+    def deliver(self, frames: tuple[Frame, ...]) -> None:
+        if self._sender_idle and self._socket is not None and not self.outbox:
+            # Fast path: nothing queued, nobody writing: send now, queue only the rest.
+            out: list[bytes] = []
+            self._gate_all((frames,), out)
+            if not out:
+                return
+            data = b"".join(out)
+            try:
+                sent = try_send_nowait(self.ws, self._socket, data)
+            except OSError:
+                self.kick(GOING_AWAY, "connection broken")
+                return
+            if sent == len(data):
+                return
+            frames = (Frame(data[sent:]),)  # already gated: raw bytes from here on
+        super().deliver(frames)
+
+    def _leave_all(self) -> None:
+        for topic, channel in self.streams.values():
+            self.hub.unregister(self, topic)
+            self.hub.release(channel)
+        self.streams.clear()
+        self.gates.clear()
 
     async def _send_loop(self) -> None:
         try:
