@@ -116,22 +116,22 @@ async def get_order(api: Api, req: Req) -> Any:
     return _order_out(api, await api.backend.order(caller.user_id, order_id, client_order_id))
 
 
-async def order_history(api: Api, req: Req) -> Any:
+async def _history_query(api: Api, req: Req) -> tuple[str, str | None, int]:
+    """``(user_id, market or None, limit)`` of a caller's history request."""
     check_params(req.params, _MARKET_LIMIT)
     caller = await api.caller(req)
     market = market_of(api.config, req.params, required=False)
     default, maximum = HISTORY_LIMIT
     limit = limit_param(req.params, default=default, maximum=maximum)
-    return await api.backend.history.order_history(caller.user_id, market and market.symbol, limit)
+    return caller.user_id, market and market.symbol, limit
+
+
+async def order_history(api: Api, req: Req) -> Any:
+    return await api.backend.history.order_history(*await _history_query(api, req))
 
 
 async def fills(api: Api, req: Req) -> Any:
-    check_params(req.params, _MARKET_LIMIT)
-    caller = await api.caller(req)
-    market = market_of(api.config, req.params, required=False)
-    default, maximum = HISTORY_LIMIT
-    limit = limit_param(req.params, default=default, maximum=maximum)
-    return await api.backend.history.fills(caller.user_id, market and market.symbol, limit)
+    return await api.backend.history.fills(*await _history_query(api, req))
 
 
 async def balances(api: Api, req: Req) -> Any:
