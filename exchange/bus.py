@@ -258,6 +258,15 @@ class Subscriber:
         """The next ``(channel, data)`` message."""
         return await self._receive.receive()
 
+    def receive_ready(self) -> list[tuple[str, bytes]]:
+        """The messages already delivered, without waiting (none: an empty list)."""
+        ready = []
+        while True:
+            try:
+                ready.append(self._receive.receive_nowait())
+            except trio.WouldBlock:
+                return ready
+
     def __aiter__(self) -> AsyncIterator[tuple[str, bytes]]:
         return self._receive.__aiter__()
 

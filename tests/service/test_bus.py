@@ -97,3 +97,18 @@ async def test_subscriber_applies_backpressure_without_losing_messages(redis_url
         await trio.sleep(0.2)  # the thread waits on the full channel meanwhile
         got = await receive_n(subscriber, 50)
         assert [int(data) for _, data in got] == list(range(50))
+
+
+async def test_receive_ready_takes_what_has_arrived_without_waiting(redis_url):
+    async with RedisBridge(redis_url) as bus, open_subscriber(redis_url) as subscriber:
+        await subscriber.subscribe("c")
+        assert subscriber.receive_ready() == []
+        for n in range(3):
+            await bus.call(bus.client.publish, "c", b"%d" % n)
+        assert await subscriber.receive() == ("c", b"0")
+        with trio.fail_after(5):
+            ready: list = []
+            while len(ready) < 2:
+                ready += subscriber.receive_ready()
+                await trio.sleep(0.01)
+        assert ready == [("c", b"1"), ("c", b"2")]
