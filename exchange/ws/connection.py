@@ -222,6 +222,11 @@ class Client(Session):
         if frame.last_id <= gate.last_id:
             return  # already in the snapshot
         if frame.first_id <= gate.last_id + 1:
+            if frame.parts is not None and frame.first_id <= gate.last_id:
+                # A merged run the snapshot reaches into: only its diffs from there on.
+                for part in frame.parts:
+                    self._through_gate(part, out)
+                return
             out.append(frame.data)
             gate.last_id = frame.last_id
             return

@@ -36,21 +36,60 @@ def text_frame(payload: bytes) -> bytes:
 
 
 class Frame:
-    """One framed server message. Depth diffs carry their market and update ids."""
+    """One framed server message, or several merged (see :func:`merged`). Depth diffs carry
+    their market and update ids; a merged run of diffs also keeps its ``parts``."""
 
-    __slots__ = ("data", "first_id", "last_id", "market")
+    __slots__ = ("data", "first_id", "last_id", "market", "parts")
 
     def __init__(
-        self, data: bytes, market: str | None = None, first_id: int = 0, last_id: int = 0
+        self,
+        data: bytes,
+        market: str | None = None,
+        first_id: int = 0,
+        last_id: int = 0,
+        parts: tuple[Frame, ...] | None = None,
     ) -> None:
         self.data = data
         self.market = market
         self.first_id = first_id
         self.last_id = last_id
+        self.parts = parts
 
     @classmethod
     def of(cls, payload: bytes, **depth) -> Frame:
         return cls(text_frame(payload), **depth)
+
+
+def merged(frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
+    """``frames`` as one Frame whose bytes are theirs in order, when they can travel as one.
+
+    A topic's frames of one round go to every subscriber, and a client's cost is per Frame it
+    handles, so they are joined once here rather than per client. On the wire nothing changes:
+    the bytes are still one WebSocket frame per message. Plain frames always merge; depth diffs
+    merge when they are of one market and chain without a gap (the merged Frame spans their
+    update ids and keeps them as ``parts`` for a client whose snapshot falls inside the run).
+    Anything else (a snapshot, a gap, mixed kinds) is returned as it was.
+    """
+    if len(frames) < 2:
+        return frames
+    first = frames[0]
+    if first.market is None:
+        if all(frame.market is None for frame in frames):
+            return (Frame(b"".join(frame.data for frame in frames)),)
+        return frames
+    previous = first
+    for frame in frames[1:]:
+        if (
+            frame.market != first.market
+            or type(frame) is not Frame
+            or frame.first_id != previous.last_id + 1
+        ):
+            return frames
+        previous = frame
+    if type(first) is not Frame:
+        return frames
+    data = b"".join(frame.data for frame in frames)
+    return (Frame(data, first.market, first.first_id, previous.last_id, frames),)
 
 
 class DepthSnapshot(Frame):

@@ -32,7 +32,7 @@ from exchange.markets import MarketConfig
 from exchange.models import Depth
 from exchange.views import depth_json
 from exchange.ws import render
-from exchange.ws.frames import Frame
+from exchange.ws.frames import Frame, merged
 from exchange.ws.stats import INTERVALS_MS, MarketStats
 
 log = logging.getLogger(__name__)
@@ -241,6 +241,7 @@ class Hub:
     def _fan_out(self, topic: str, frames: tuple[Frame, ...]) -> None:
         # Collected per client and delivered once per round (see _consume): a client on both
         # trade@M and depth@M gets one write per round, not one per topic and message.
+        frames = merged(frames)  # once here, not once per client
         pending = self._pending
         for client in self.topics.get(topic, ()):
             if client in pending:

@@ -17,7 +17,7 @@ from exchange.markets import load_config
 from exchange.ws import render
 from exchange.ws.auth import Authenticator
 from exchange.ws.connection import Client, Limits
-from exchange.ws.frames import Frame
+from exchange.ws.frames import Frame, merged
 
 CONFIG = load_config()
 
@@ -124,3 +124,39 @@ def test_depth_gate_buffers_drops_chains_and_resnapshots_on_gap() -> None:
     assert out[-1] == fresh.data  # 11-12 is inside it and dropped
     client._through_gate(_diff(13, 13), out)
     assert len(out) == 5
+
+
+def test_merged_frames_join_plain_frames_and_chained_diffs_only() -> None:
+    plain = (Frame.of(b'{"a":1}'), Frame.of(b'{"b":2}'))
+    (one,) = merged(plain)
+    assert one.data == plain[0].data + plain[1].data and one.market is None
+
+    chained = (_diff(1, 2), _diff(3, 3), _diff(4, 6))
+    (run,) = merged(chained)
+    assert run.data == b"".join(frame.data for frame in chained)
+    assert (run.market, run.first_id, run.last_id, run.parts) == ("TATA_INR", 1, 6, chained)
+
+    for unchanged in (
+        (_diff(1, 2), _diff(4, 4)),  # a gap
+        (_diff(1, 2), _snapshot(3)),  # a snapshot
+        (Frame.of(b"{}"), _diff(1, 1)),  # mixed kinds
+        (_diff(1, 1),),  # nothing to merge
+    ):
+        assert merged(unchanged) is unchanged
+
+
+def test_depth_gate_takes_only_the_diffs_after_a_snapshot_inside_a_merged_run() -> None:
+    from exchange.ws.connection import _DepthGate
+
+    client = Client(None, _Hub(), CONFIG, Authenticator("dev"), Limits())  # type: ignore[arg-type]
+    client.gates["TATA_INR"] = _DepthGate()
+    diffs = (_diff(1, 2), _diff(3, 4), _diff(5, 6), _diff(7, 7))
+    (run,) = merged(diffs)
+    out: list[bytes] = []
+    client._through_gate(run, out)  # before the snapshot: held
+    snapshot = _snapshot(4)
+    client._through_gate(snapshot, out)
+    assert out == [snapshot.data, diffs[2].data, diffs[3].data]
+    (later,) = merged((_diff(8, 8), _diff(9, 10)))
+    client._through_gate(later, out)  # in sync: the run goes out whole
+    assert out[-1] == later.data and client.gates["TATA_INR"].last_id == 10
