@@ -2,7 +2,7 @@
 
     python benchmarks/bench_ws.py [--clients 1000] [--trades-per-s 200] [--seconds 15]
                                   [--client-procs 2] [--probes 50] [--nap-ms 10]
-                                  [--no-pin-server]
+                                  [--no-pin-server] [--ws-workers 1]
 
 Starts its own Redis (private, throwaway), ``bin/engine`` and ``bin/ws`` as child processes,
 connects the clients from ``--client-procs`` processes (:mod:`ws_clients`, plain ``epoll``
@@ -84,8 +84,11 @@ async def bus_probe(
 
 
 def _cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its running children (the ws workers)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(_cpu_s(int(child)) for child in children)
 
 
 def _spawn(
@@ -102,18 +105,20 @@ def _spawn(
     )
 
 
-def _split_cpus(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+def _split_cpus(pin: bool, workers: int) -> tuple[set[int] | None, set[int] | None]:
     """``(server's CPUs, everyone else's)`` for ``--pin-server``, else ``(None, None)``.
 
     Real clients run on other machines; here they share the cores with the server. Pinned, the
-    ws process gets a core of its own and the clients, engine, Redis and driver the others, so
-    the figure is the server's, not the scheduler's: unpinned, each time the ws process waits
-    for a core (the machine is saturated) its fan-out round stalls for a time slice.
+    ws processes get a core per worker (leaving at least one) and the clients, engine, Redis and
+    driver the others, so the figure is the server's, not the scheduler's: unpinned, each time
+    a ws process waits for a core (the machine is saturated) its fan-out round stalls for a time
+    slice.
     """
     cpus = sorted(os.sched_getaffinity(0))
     if not pin or len(cpus) < 2:
         return None, None
-    return {cpus[-1]}, set(cpus[:-1])
+    server = min(workers, len(cpus) - 1)
+    return set(cpus[-server:]), set(cpus[:-server])
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -215,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probes", type=int, default=50, help="clients that parse every frame")
     parser.add_argument("--client-procs", type=int, default=2, help="counting client processes")
     parser.add_argument("--nap-ms", type=float, default=10.0, help="counting clients' poll nap")
+    parser.add_argument("--ws-workers", type=int, default=1, help="ws processes (WS_WORKERS)")
     parser.add_argument(
         "--pin-server",
         action=argparse.BooleanOptionalAction,
@@ -222,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         help="give the ws process a CPU of its own (the rest share the others)",
     )
     args = parser.parse_args(argv)
-    server_cpus, other_cpus = _split_cpus(args.pin_server)
+    server_cpus, other_cpus = _split_cpus(args.pin_server, args.ws_workers)
     if other_cpus is not None:
         os.sched_setaffinity(0, other_cpus)  # inherited by Redis, the engine and the clients
     with tempfile.TemporaryDirectory(prefix="bench-ws-") as tmp:
@@ -233,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                 **os.environ,
                 "REDIS_URL": redis_server.url,
                 "WS_PORT": str(ws_port),
+                "WS_WORKERS": str(args.ws_workers),
                 "EXCHANGE_AUTH": "dev",
                 "PYTHONPATH": str(ROOT),
                 # No history to seed tickers from: name a port nothing listens on, so the ws
@@ -264,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                         process.kill()
             result["ws_exit_code"] = ws.returncode
             result["server_pinned"] = server_cpus is not None
+            result["ws_workers"] = args.ws_workers
     print(
         f"{result['messages_per_s']:,} messages/s to {result['clients']} clients; "
         f"latency p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; "

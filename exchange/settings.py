@@ -68,6 +68,7 @@ class Settings:
     ws_host: str = "127.0.0.1"
     ws_port: int = 8080
     ws_send_queue: int = 1024  # pending engine batches per client before it is dropped (1008)
+    ws_workers: int = 1  # processes sharing WS_PORT (SO_REUSEPORT), each a whole ws server
     # db writer
     db_consumer: str = (
         "db-writer-1"  # its name in the events consumer group; stable across restarts
@@ -112,6 +113,7 @@ def load() -> Settings:
         ws_host=_str("WS_HOST", defaults.ws_host),
         ws_port=_int("WS_PORT", defaults.ws_port),
         ws_send_queue=_int("WS_SEND_QUEUE", defaults.ws_send_queue),
+        ws_workers=_int("WS_WORKERS", defaults.ws_workers),
         db_consumer=_str("DB_CONSUMER", defaults.db_consumer),
         db_read_count=_int("DB_READ_COUNT", defaults.db_read_count),
         db_claim_idle_s=_float("DB_CLAIM_IDLE_S", defaults.db_claim_idle_s),

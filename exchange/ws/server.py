@@ -6,14 +6,20 @@
 
 :func:`run` serves until cancelled; :func:`main` runs it under ``trio.run`` and turns SIGINT and
 SIGTERM into a cancellation, so every connection is closed (1001) within a bounded time and the
-process exits 0.
+process exits 0. With ``WS_WORKERS`` > 1, :func:`main` instead supervises that many such servers
+on one port (:func:`supervise`): one process's fan-out is bounded by a core (a ``send`` per
+client per round), so capacity grows by adding processes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
+import subprocess
 import sys
+import time
 
 import attrs
 import trio
@@ -38,6 +44,7 @@ from exchange.ws.seed import seed_statistics
 log = logging.getLogger("exchange.ws")
 
 PATHS = ("/", "/ws")
+_WORKER_ENV = "EXCHANGE_WS_WORKER"  # set in the processes supervise() starts
 BACKPACK_PATHS = ("/backpack", "/backpack/")
 
 
@@ -107,7 +114,7 @@ async def run(
                 await nursery.start(hub.run)
                 if options.seed_statistics:
                     await seed_statistics(hub, settings.database_url)
-                listeners = await trio.open_tcp_listeners(settings.ws_port, host=settings.ws_host)
+                listeners = await _listeners(settings)
                 if options.send_buffer_bytes:
                     for listener in listeners:
                         # Accepted sockets inherit the listener's buffer size (Linux).
@@ -120,6 +127,65 @@ async def run(
                 task_status.started(server.port)
     finally:
         bridge.close()
+
+
+async def _listeners(settings: settings_module.Settings) -> list[trio.SocketListener]:
+    """The listening sockets; with several workers, each binds WS_PORT with SO_REUSEPORT and
+    the kernel spreads new connections evenly over them."""
+    if settings.ws_workers <= 1:
+        return await trio.open_tcp_listeners(settings.ws_port, host=settings.ws_host)
+    listeners = []
+    for family, kind, proto, _name, address in await trio.socket.getaddrinfo(
+        settings.ws_host, settings.ws_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        sock = trio.socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        await sock.bind(address)
+        sock.listen(socket.SOMAXCONN)
+        listeners.append(trio.SocketListener(sock))
+    return listeners
+
+
+def supervise(settings: settings_module.Settings) -> int:
+    """Run ``settings.ws_workers`` ws servers on one port and stop with them.
+
+    Each worker is a whole server (its own Redis subscriptions, hub and depth gates), so they
+    share nothing and fan-out capacity grows with the cores. SIGINT/SIGTERM are passed on;
+    if a worker dies on its own the others are stopped too (exit 1), so whatever supervises
+    this process sees the failure instead of a server that quietly lost part of its capacity.
+    """
+    if settings.ws_port == 0:
+        print("ws: WS_WORKERS > 1 needs a fixed WS_PORT", file=sys.stderr)
+        return 2
+    env = {**os.environ, _WORKER_ENV: "1"}
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "exchange.ws.server"], env=env)
+        for _ in range(settings.ws_workers)
+    ]
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+    log.info("%d workers on port %d", len(workers), settings.ws_port)
+    failed = False
+    while True:
+        codes = [worker.poll() for worker in workers]
+        if None not in codes:
+            break
+        if not stopping and any(code is not None for code in codes):
+            log.error("a worker exited on its own (%s); stopping the others", codes)
+            failed = True
+            stop(signal.SIGTERM, None)
+        time.sleep(0.2)
+    return 1 if failed or any(worker.returncode for worker in workers) else 0
 
 
 async def _main(settings: settings_module.Settings) -> None:
@@ -136,5 +202,11 @@ def main() -> int:
     except ConfigError as exc:
         print(f"ws: {exc}", file=sys.stderr)
         return 2
+    if settings.ws_workers > 1 and not os.environ.get(_WORKER_ENV):
+        return supervise(settings)
     trio.run(_main, settings)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
