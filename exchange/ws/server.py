@@ -45,6 +45,7 @@ log = logging.getLogger("exchange.ws")
 
 PATHS = ("/", "/ws")
 _WORKER_ENV = "EXCHANGE_WS_WORKER"  # set in the processes supervise() starts
+_WORKER_MAIN = "import sys; from exchange.ws.server import main; sys.exit(main())"
 BACKPACK_PATHS = ("/backpack", "/backpack/")
 
 
@@ -160,7 +161,9 @@ def supervise(settings: settings_module.Settings) -> int:
         return 2
     env = {**os.environ, _WORKER_ENV: "1"}
     workers = [
-        subprocess.Popen([sys.executable, "-m", "exchange.ws.server"], env=env)
+        # A session of their own: a terminal's Ctrl-C reaches the supervisor only, which
+        # passes it on once (a second signal would cut a worker's graceful shutdown short).
+        subprocess.Popen([sys.executable, "-c", _WORKER_MAIN], env=env, start_new_session=True)
         for _ in range(settings.ws_workers)
     ]
     stopping = False
@@ -206,7 +209,3 @@ def main() -> int:
         return supervise(settings)
     trio.run(_main, settings)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
