@@ -13,6 +13,7 @@ client per round), so capacity grows by adding processes.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -46,6 +47,7 @@ log = logging.getLogger("exchange.ws")
 PATHS = ("/", "/ws")
 _WORKER_ENV = "EXCHANGE_WS_WORKER"  # set in the processes supervise() starts
 _WORKER_MAIN = "import sys; from exchange.ws.server import main; sys.exit(main())"
+_PR_SET_PDEATHSIG = 1
 BACKPACK_PATHS = ("/backpack", "/backpack/")
 
 
@@ -148,6 +150,12 @@ async def _listeners(settings: settings_module.Settings) -> list[trio.SocketList
     return listeners
 
 
+def _stop_with_parent() -> None:
+    """In a worker before exec: SIGTERM it if the supervisor dies (Linux), never an orphan."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def supervise(settings: settings_module.Settings) -> int:
     """Run ``settings.ws_workers`` ws servers on one port and stop with them.
 
@@ -163,7 +171,12 @@ def supervise(settings: settings_module.Settings) -> int:
     workers = [
         # A session of their own: a terminal's Ctrl-C reaches the supervisor only, which
         # passes it on once (a second signal would cut a worker's graceful shutdown short).
-        subprocess.Popen([sys.executable, "-c", _WORKER_MAIN], env=env, start_new_session=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER_MAIN],
+            env=env,
+            start_new_session=True,
+            preexec_fn=_stop_with_parent,
+        )
         for _ in range(settings.ws_workers)
     ]
     stopping = False

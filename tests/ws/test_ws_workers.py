@@ -120,3 +120,14 @@ def test_several_workers_need_a_fixed_port(redis_url):
         [sys.executable, str(ROOT / "bin" / "ws")], env=env, capture_output=True, timeout=30
     )
     assert done.returncode == 2 and b"fixed WS_PORT" in done.stderr
+
+
+async def test_workers_stop_when_the_supervisor_is_killed(workers, redis_url):
+    supervisor, port = workers
+    await _wait_listening(port)
+    pids = _children(supervisor.pid)
+    supervisor.kill()
+    supervisor.wait()
+    with trio.fail_after(15):
+        while any(Path(f"/proc/{pid}").exists() for pid in pids):
+            await trio.sleep(0.05)
