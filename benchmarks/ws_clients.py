@@ -15,10 +15,12 @@ prints ``ready``; the parent writes ``start`` (count from now) and later ``stop`
 prints one JSON object (frames counted, probe latencies, drops, close codes) and exits.
 
 Counting clients count data frames with ``bytes.count(b'{"stream":')`` (a JSON string cannot
-hold that sequence unescaped). Probes (``--probe``) parse every frame: the latency of a trade or depth
-frame is its receive time minus the event's ``timestamp``, the millisecond its command entered
-the engine's log. Probes answer pings; counters ignore them (a run is shorter than the server's
-ping interval plus its pong timeout).
+hold that sequence unescaped). Probes (``--probe``) parse every frame and time each trade and depth
+event twice: its engine-to-client latency is its ws receipt minus the moment a plain Redis
+subscriber in the same loop saw it published on the market channel, and its log-to-client
+latency is its ws receipt minus the event's ``timestamp``, the millisecond its command entered
+the engine's log (that adds the engine's input queue and batching). Probes answer pings;
+counters ignore them (a run is shorter than the server's ping interval plus its pong timeout).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import sys
 import time
 
 import orjson
+import redis
 
 MARKER = b'{"stream":'
 TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
@@ -125,8 +128,10 @@ class Probe:
                 data = orjson.loads(payload).get("data")
                 if data is not None:
                     tally.frames += 1
-                    if data["type"] in LATENCY_TYPES:
-                        tally.latencies_ms.append(now_ms - data["timestamp"])
+                    key = event_key(data)
+                    if key is not None:
+                        tally.ws_seen.append((key, now_ms))
+                        tally.log_to_client_ms.append(now_ms - data["timestamp"])
             elif opcode == PING:
                 self.sock.sendall(masked_frame(payload, PONG))
             elif opcode == CLOSE:
@@ -135,25 +140,64 @@ class Probe:
         del buffer[:offset]
 
 
+def event_key(data: dict) -> tuple[str, int] | None:
+    """What names a trade or depth event both in a ws frame and on the engine's channel."""
+    kind = data.get("type")
+    if kind == "trade":
+        return kind, data["id"]
+    if kind == "depth":
+        return kind, data["last_update_id"]
+    return None
+
+
+class BusListener:
+    """A plain Redis subscriber to the market's channel, in the probes' loop and clock: when it
+    sees an event is when the engine published it (plus one Redis hop)."""
+
+    def __init__(self, redis_url: str, channel: str) -> None:
+        self.pubsub = redis.Redis.from_url(redis_url).pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(channel)
+        self.sock = self.pubsub.connection._sock
+
+    def drain(self, now_ms: float, tally: Tally) -> None:
+        while (message := self.pubsub.get_message(timeout=0.0)) is not None:
+            for event in orjson.loads(message["data"]):
+                key = event_key(event)
+                if key is not None:
+                    tally.bus_seen.setdefault(key, now_ms)
+                    if tally.measuring:
+                        tally.log_to_bus_ms.append(now_ms - event["timestamp"])
+
+
 class Tally:
     def __init__(self) -> None:
         self.measuring = False
         self.frames = 0
-        self.latencies_ms: list[float] = []
+        self.ws_seen: list[tuple[tuple[str, int], float]] = []  # (event, received), measuring
+        self.bus_seen: dict[tuple[str, int], float] = {}  # event → first seen on the channel
+        self.log_to_client_ms: list[float] = []  # ws receipt - the command's log time
+        self.log_to_bus_ms: list[float] = []  # channel receipt - the command's log time
         self.dropped = 0
         self.close_codes: dict[int, int] = {}
         self.cpu_s = 0.0  # CPU time between start and stop
 
 
-def serve(clients: dict[int, Counter | Probe], tally: Tally, nap_s: float) -> None:
+def serve(
+    clients: dict[int, Counter | Probe], tally: Tally, nap_s: float, bus: BusListener | None
+) -> None:
     """Receive on every client until the parent says ``stop``."""
     poller = select.epoll()
     control = sys.stdin.fileno()
     poller.register(control, select.EPOLLIN)
     for fd in clients:
         poller.register(fd, select.EPOLLIN)
+    if bus is not None:
+        poller.register(bus.sock.fileno(), select.EPOLLIN)
     while True:
         for fd, _events in poller.poll():
+            if bus is not None and fd == bus.sock.fileno():
+                bus.drain(time.time() * 1000, tally)
+                continue
             if fd == control:
                 command = sys.stdin.readline().strip()
                 if command == "start":
@@ -184,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--clients", type=int, required=True)
     parser.add_argument("--probe", action="store_true", help="parse every frame, never nap")
+    parser.add_argument("--redis-url", help="probes: the engine's Redis, to time its channel")
+    parser.add_argument("--channel", help="probes: the market channel to time")
     parser.add_argument("--nap-ms", type=float, default=10.0, help="counting clients' nap")
     parser.add_argument("--stream", action="append", required=True)
     args = parser.parse_args(argv)
@@ -193,11 +239,18 @@ def main(argv: list[str] | None = None) -> int:
         sock, rest = connect(args.port, args.stream)
         clients[sock.fileno()] = (Probe if args.probe else Counter)(sock, rest)
     print("ready", flush=True)
+    bus = BusListener(args.redis_url, args.channel) if args.probe and args.redis_url else None
     tally = Tally()
-    serve(clients, tally, 0.0 if args.probe else args.nap_ms / 1000)
+    serve(clients, tally, 0.0 if args.probe else args.nap_ms / 1000, bus)
+    if bus is not None:
+        bus.drain(time.time() * 1000, tally)  # frames may have beaten their channel message
     result = {
         "frames": tally.frames,
-        "latencies_ms": tally.latencies_ms,
+        "engine_to_client_ms": [
+            seen - tally.bus_seen[key] for key, seen in tally.ws_seen if key in tally.bus_seen
+        ],
+        "log_to_client_ms": tally.log_to_client_ms,
+        "log_to_bus_ms": tally.log_to_bus_ms,
         "dropped": tally.dropped,
         "close_codes": tally.close_codes,
         "cpu_s": tally.cpu_s,
