@@ -1,11 +1,15 @@
-"""What every program's entry point shares: logging, garbage-collector tuning, stop signals."""
+"""What every program's entry point shares: logging, garbage-collector tuning, stop signals,
+and a supervisor for programs that run as several worker processes."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import os
 import signal
+import subprocess
+import time
 
 import trio
 
@@ -43,3 +47,54 @@ async def cancel_on_stop_signal(scope: trio.CancelScope, log: logging.Logger) ->
     """Cancel ``scope`` at the first SIGINT or SIGTERM."""
     await wait_for_stop_signal(log)
     scope.cancel()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _stop_with_parent() -> None:
+    """In a worker before exec: SIGTERM it if the supervisor dies (Linux), never an orphan."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def supervise(command: list[str], count: int, env: dict[str, str], log: logging.Logger) -> int:
+    """Run ``count`` copies of ``command`` (``env`` added) until they all exit; their exit code.
+
+    SIGINT/SIGTERM are passed on once. A worker that exits on its own stops the others and
+    makes this return 1, so whatever supervises this process sees the failure rather than a
+    server that quietly lost part of its capacity.
+    """
+    workers = [
+        # A session of their own: a terminal's Ctrl-C reaches the supervisor only, which
+        # passes it on once (a second signal would cut a worker's graceful shutdown short).
+        subprocess.Popen(
+            command,
+            env={**os.environ, **env},
+            start_new_session=True,
+            preexec_fn=_stop_with_parent,
+        )
+        for _ in range(count)
+    ]
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+    log.info("supervising %d workers", count)
+    failed = False
+    while True:
+        codes = [worker.poll() for worker in workers]
+        if None not in codes:
+            break
+        if not stopping and any(code is not None for code in codes):
+            log.error("a worker exited on its own (%s); stopping the others", codes)
+            failed = True
+            stop(signal.SIGTERM, None)
+        time.sleep(0.2)
+    return 1 if failed or any(worker.returncode for worker in workers) else 0

@@ -72,22 +72,15 @@ def merged(frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
     """
     if len(frames) < 2:
         return frames
-    first = frames[0]
-    if first.market is None:
-        if all(frame.market is None for frame in frames):
-            return (Frame(b"".join(frame.data for frame in frames)),)
-        return frames
-    previous = first
-    for frame in frames[1:]:
-        if (
-            frame.market != first.market
-            or type(frame) is not Frame
-            or frame.first_id != previous.last_id + 1
-        ):
+    if all(frame.market is None for frame in frames):
+        return (Frame(b"".join(frame.data for frame in frames)),)
+    first = previous = frames[0]
+    for frame in frames:
+        if type(frame) is not Frame or frame.market is None or frame.market != first.market:
+            return frames
+        if frame is not first and frame.first_id != previous.last_id + 1:
             return frames
         previous = frame
-    if type(first) is not Frame:
-        return frames
     data = b"".join(frame.data for frame in frames)
     return (Frame(data, first.market, first.first_id, previous.last_id, frames),)
 

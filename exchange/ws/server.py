@@ -7,20 +7,16 @@
 :func:`run` serves until cancelled; :func:`main` runs it under ``trio.run`` and turns SIGINT and
 SIGTERM into a cancellation, so every connection is closed (1001) within a bounded time and the
 process exits 0. With ``WS_WORKERS`` > 1, :func:`main` instead supervises that many such servers
-on one port (:func:`supervise`): one process's fan-out is bounded by a core (a ``send`` per
-client per round), so capacity grows by adding processes.
+on one port (SO_REUSEPORT): one process's fan-out is bounded by a core (a ``send`` per client
+per round), so capacity grows by adding processes.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 
 import attrs
 import trio
@@ -36,7 +32,7 @@ from exchange.errors import ConfigError, ServiceUnavailable
 from exchange.gateway import open_gateway
 from exchange.markets import MarketConfig, load_config
 from exchange.models import Depth, GetDepth, Rejection
-from exchange.programs import cancel_on_stop_signal, configure_logging
+from exchange.programs import cancel_on_stop_signal, configure_logging, supervise
 from exchange.ws.auth import Authenticator
 from exchange.ws.connection import Client, Limits
 from exchange.ws.hub import Hub
@@ -45,9 +41,8 @@ from exchange.ws.seed import seed_statistics
 log = logging.getLogger("exchange.ws")
 
 PATHS = ("/", "/ws")
-_WORKER_ENV = "EXCHANGE_WS_WORKER"  # set in the processes supervise() starts
+_WORKER_ENV = "EXCHANGE_WS_WORKER"  # set in the processes main() supervises
 _WORKER_MAIN = "import sys; from exchange.ws.server import main; sys.exit(main())"
-_PR_SET_PDEATHSIG = 1
 BACKPACK_PATHS = ("/backpack", "/backpack/")
 
 
@@ -150,60 +145,6 @@ async def _listeners(settings: settings_module.Settings) -> list[trio.SocketList
     return listeners
 
 
-def _stop_with_parent() -> None:
-    """In a worker before exec: SIGTERM it if the supervisor dies (Linux), never an orphan."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def supervise(settings: settings_module.Settings) -> int:
-    """Run ``settings.ws_workers`` ws servers on one port and stop with them.
-
-    Each worker is a whole server (its own Redis subscriptions, hub and depth gates), so they
-    share nothing and fan-out capacity grows with the cores. SIGINT/SIGTERM are passed on;
-    if a worker dies on its own the others are stopped too (exit 1), so whatever supervises
-    this process sees the failure instead of a server that quietly lost part of its capacity.
-    """
-    if settings.ws_port == 0:
-        print("ws: WS_WORKERS > 1 needs a fixed WS_PORT", file=sys.stderr)
-        return 2
-    env = {**os.environ, _WORKER_ENV: "1"}
-    workers = [
-        # A session of their own: a terminal's Ctrl-C reaches the supervisor only, which
-        # passes it on once (a second signal would cut a worker's graceful shutdown short).
-        subprocess.Popen(
-            [sys.executable, "-c", _WORKER_MAIN],
-            env=env,
-            start_new_session=True,
-            preexec_fn=_stop_with_parent,
-        )
-        for _ in range(settings.ws_workers)
-    ]
-    stopping = False
-
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, stop)
-    log.info("%d workers on port %d", len(workers), settings.ws_port)
-    failed = False
-    while True:
-        codes = [worker.poll() for worker in workers]
-        if None not in codes:
-            break
-        if not stopping and any(code is not None for code in codes):
-            log.error("a worker exited on its own (%s); stopping the others", codes)
-            failed = True
-            stop(signal.SIGTERM, None)
-        time.sleep(0.2)
-    return 1 if failed or any(worker.returncode for worker in workers) else 0
-
-
 async def _main(settings: settings_module.Settings) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(cancel_on_stop_signal, nursery.cancel_scope, log)
@@ -219,6 +160,11 @@ def main() -> int:
         print(f"ws: {exc}", file=sys.stderr)
         return 2
     if settings.ws_workers > 1 and not os.environ.get(_WORKER_ENV):
-        return supervise(settings)
+        if settings.ws_port == 0:
+            print("ws: WS_WORKERS > 1 needs a fixed WS_PORT", file=sys.stderr)
+            return 2
+        # Each worker is a whole server (its own Redis subscriptions, hub and depth gates).
+        worker = [sys.executable, "-c", _WORKER_MAIN]
+        return supervise(worker, settings.ws_workers, {_WORKER_ENV: "1"}, log)
     trio.run(_main, settings)
     return 0
