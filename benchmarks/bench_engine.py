@@ -4,7 +4,9 @@ The flow (:mod:`exchange.testing.flow`, the same generator the engine tests use)
 front and not timed: about 55% passive limit orders near the touch, 25% cancels of open orders,
 15% crossing limit orders and 5% market orders, over 3 markets and 1,000 users who are first
 funded by Deposit commands (applied before the clock starts). Each command is then applied
-through ``Engine.apply`` and timed with ``time.perf_counter_ns``.
+through ``Engine.apply`` and timed with ``time.perf_counter_ns``; besides the percentiles it
+prints the median by the number of trades a command made (each trade adds its records, the
+maker's order view and the settlement, which is what the tail is made of).
 
 The garbage collector is tuned as ``bin/engine`` tunes it (:func:`exchange.programs.tune_gc`):
 existing objects, here mostly the pre-generated commands, are frozen and collections are rarer.
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     replay(engine, flow.funding)
     first_seq = len(flow.funding) + 1
     durations = array("q", bytes(8 * len(commands)))
+    trades_made = array("q", bytes(8 * len(commands)))
     rejected = 0
     apply, clock = engine.apply, time.perf_counter_ns
     tune_gc()  # as bin/engine does once it has recovered
@@ -74,9 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     loop_started = clock()
     for i, command in enumerate(commands):
         seq = first_seq + i
+        trades_before = engine.next_trade_id
         before = clock()
         outcome = apply(command, seq=seq, ts=START_TS_MS + seq)
         durations[i] = clock() - before
+        trades_made[i] = engine.next_trade_id - trades_before
         if type(outcome.reply) is Rejection:
             rejected += 1
     wall_ns = clock() - loop_started
@@ -90,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     trades = engine.next_trade_id - 1
     assert trades == flow.trades, "the replay differs from the generator's engine"
     ordered = array("q", sorted(durations))
+    # What a command costs by the trades it made: the tail is commands sweeping several makers.
+    by_trades: dict[int, list[int]] = {}
+    for duration, made in zip(durations, trades_made, strict=True):
+        by_trades.setdefault(min(made, 6), []).append(duration)
+    p50_by_trades = {
+        (f"{made}+" if made == 6 else str(made)): percentile_us(array("q", sorted(ds)), 0.5)
+        for made, ds in sorted(by_trades.items())
+    }
     result = {
         "commands": len(commands),
         "commands_per_s": round(len(commands) / (wall_ns / 1e9)),
@@ -99,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_us": round(ordered[-1] / 1000, 2),
         "mean_us": round(sum(ordered) / len(ordered) / 1000, 2),
         "trades": trades,
+        "p50_us_by_trades": p50_by_trades,
         "rejected": rejected,
         "open_orders": sum(len(orders) for orders in engine.open_orders.values()),
         "users": args.users,
@@ -119,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"trades {trades:,}  rejected {rejected:,}  open orders at the end "
         f"{result['open_orders']:,}"
+    )
+    print(
+        "p50 by trades per command (µs): "
+        + "  ".join(f"{made}: {us}" for made, us in p50_by_trades.items())
     )
     print(json.dumps(result))
     return 0
