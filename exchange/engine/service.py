@@ -57,6 +57,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import suppress
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -598,4 +599,8 @@ async def run(settings: Settings, *, task_status: Any = trio.TASK_STATUS_IGNORED
         await service.recover()
         await service.serve(task_status=task_status)
     finally:
+        # Gone, not stale: without this, gateways would take a stopped engine's last heartbeat
+        # for a live one until the key expires, and time out instead of refusing at once.
+        with trio.CancelScope(shield=True), trio.move_on_after(1), suppress(ServiceUnavailable):
+            await bus.call(bus.client.delete, HEARTBEAT_KEY)
         bus.close()
