@@ -19,65 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import secrets
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from exchange.localservers import PostgresServer, RedisServer, free_port  # noqa: E402
-
-
-def wait_ready(url: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the stack did not become ready")
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _tree_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of a live process and its live descendants."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return 0.0
-    return total + sum(_tree_cpu_s(int(child)) for child in children)
-
-
-def _machine_busy_s() -> float:
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / CLOCK_TICKS
-
-
-class CpuMeter:
-    """CPU used by each program of the stack (and by everything else on the machine)."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-
-    def sample(self) -> dict[str, float]:
-        out = {name: _tree_cpu_s(pid) for name, pid in self.pids.items()}
-        out["machine"] = _machine_busy_s()
-        return out
+from bench_stack import ROOT, CpuMeter, private_stack
 
 
 def _children_cpu_s() -> float:
@@ -104,10 +52,10 @@ def loadgen(url: str, args: argparse.Namespace, extra: list[str]) -> dict:
     if process.returncode != 0:
         raise RuntimeError(f"loadgen failed ({process.returncode})")
     result = json.loads(stdout.strip().splitlines()[-1])
-    used = {name: after[name] - before[name] for name in after}
-    # the load generator has exited: its CPU is in our children's rusage
+    used = CpuMeter.used(before, after)
+    # the load generator has exited: its CPU is in our children's rusage (and in "others")
     used["loadgen"] = args.meter.loadgen_s()
-    used["others"] = max(0.0, used.pop("machine") - sum(used.values()))
+    used["others"] = max(0.0, used["others"] - used["loadgen"])
     elapsed = result["duration_s"] or 1.0
     result["cores"] = {name: round(value / elapsed, 2) for name, value in used.items()}
     return result
@@ -124,41 +72,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         tmp_path = Path(tmp)
         args.users_file = tmp_path / "users.json"
-        with (
-            RedisServer.start(tmp_path / "redis") as redis_server,
-            PostgresServer.start(tmp_path / "pg", fsync=False) as pg_server,
-        ):
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            admin_token = secrets.token_hex(16)
-            env = {
-                **os.environ,
-                "REDIS_URL": redis_server.url,
-                "DATABASE_URL": pg_server.create_database("bench"),
-                "API_PORT": str(port),
-                "API_WORKERS": str(args.api_workers),
-                "EXCHANGE_AUTH": args.auth,
-                "EXCHANGE_ADMIN_TOKEN": admin_token,
-                "EXCHANGE_SECRET_KEY": secrets.token_hex(32),
-                "RATE_LIMIT_PRIVATE_PER_S": "0",
-                "RATE_LIMIT_PUBLIC_PER_S": "0",
-            }
-            logs = open(tmp_path / "stack.log", "w")  # noqa: SIM115 - closed below
-            processes = [
-                subprocess.Popen(
-                    [sys.executable, str(ROOT / "bin" / name)], env=env, stdout=logs, stderr=logs
-                )
-                for name in ("engine", "db", "api")
-            ]
-            meter = CpuMeter(
-                {
-                    "engine": processes[0].pid,
-                    "db": processes[1].pid,
-                    "api": processes[2].pid,
-                    "redis": redis_server.pid,
-                    "postgres": pg_server.pid,
-                }
-            )
+        with private_stack(tmp_path, api_workers=args.api_workers, auth=args.auth) as stack:
+            url = stack.url
+            meter = CpuMeter(stack.pids)
             children_s = [_children_cpu_s()]
 
             def loadgen_s() -> float:
@@ -168,63 +84,52 @@ def main() -> int:
 
             meter.loadgen_s = loadgen_s  # type: ignore[attr-defined]
             args.meter = meter
-            try:
-                wait_ready(url)
-                print(f"stack ready: {args.api_workers} API workers at {url}", file=sys.stderr)
-                subprocess.run(
-                    [
-                        sys.executable,
-                        str(ROOT / "benchmarks" / "loadgen.py"),
-                        "--url",
-                        url,
-                        "--fund",
-                        "--users",
-                        str(args.users),
-                        "--auth",
-                        args.auth,
-                        "--admin-token",
-                        admin_token,
-                        "--users-file",
-                        str(args.users_file),
-                        "--duration",
-                        "0.5",
-                        "--mode",
-                        "depth",
-                        "--concurrency",
-                        "1",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    check=True,
+            print(f"stack ready: {args.api_workers} API workers at {url}", file=sys.stderr)
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "benchmarks" / "loadgen.py"),
+                    "--url",
+                    url,
+                    "--fund",
+                    "--users",
+                    str(args.users),
+                    "--auth",
+                    args.auth,
+                    "--admin-token",
+                    stack.admin_token,
+                    "--users-file",
+                    str(args.users_file),
+                    "--duration",
+                    "0.5",
+                    "--mode",
+                    "depth",
+                    "--concurrency",
+                    "1",
+                ],
+                stdout=subprocess.DEVNULL,
+                check=True,
+            )
+            loadgen_s()  # funding is not part of any run
+            duration = ["--duration", str(args.duration)]
+            runs = {
+                "order_c16": loadgen(
+                    url, args, ["--mode", "order", "--concurrency", "16", *duration]
+                ),
+                "order_c64": loadgen(
+                    url, args, ["--mode", "order", "--concurrency", "64", *duration]
+                ),
+                "batch_c16": loadgen(
+                    url, args, ["--mode", "batch", "--concurrency", "16", *duration]
+                ),
+                "depth_c16": loadgen(
+                    url, args, ["--mode", "depth", "--concurrency", "16", *duration]
+                ),
+            }
+            if args.auth == "apikey":  # /backpack is always signed: needs the users' keys
+                runs["backpack_c16"] = loadgen(
+                    url, args, ["--mode", "backpack", "--concurrency", "16", *duration]
                 )
-                loadgen_s()  # funding is not part of any run
-                duration = ["--duration", str(args.duration)]
-                runs = {
-                    "order_c16": loadgen(
-                        url, args, ["--mode", "order", "--concurrency", "16", *duration]
-                    ),
-                    "order_c64": loadgen(
-                        url, args, ["--mode", "order", "--concurrency", "64", *duration]
-                    ),
-                    "batch_c16": loadgen(
-                        url, args, ["--mode", "batch", "--concurrency", "16", *duration]
-                    ),
-                    "depth_c16": loadgen(
-                        url, args, ["--mode", "depth", "--concurrency", "16", *duration]
-                    ),
-                }
-                if args.auth == "apikey":  # /backpack is always signed: needs the users' keys
-                    runs["backpack_c16"] = loadgen(
-                        url, args, ["--mode", "backpack", "--concurrency", "16", *duration]
-                    )
-            finally:
-                for process in reversed(processes):
-                    process.terminate()
-                for process in reversed(processes):
-                    try:
-                        process.wait(20)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
-                logs.close()
     for name, run in runs.items():
         print(
             f"{name:<10} {run['requests_per_s']:>9.0f} req/s {run['orders_per_s']:>9.0f} orders/s "

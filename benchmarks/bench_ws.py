@@ -37,6 +37,8 @@ import trio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_stack import tree_cpu_s  # noqa: E402
+
 from exchange.bus import market_channel  # noqa: E402
 from exchange.gateway import open_gateway  # noqa: E402
 from exchange.localservers import RedisServer, free_port  # noqa: E402
@@ -74,14 +76,6 @@ def _tell(processes: list, line: str) -> None:
     for process in processes:
         process.stdin.write(line + "\n")
         process.stdin.flush()
-
-
-def _cpu_s(pid: int) -> float:
-    """CPU seconds of a process and its running children (the ws workers)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return own + sum(_cpu_s(int(child)) for child in children)
 
 
 def _spawn(
@@ -162,8 +156,8 @@ async def bench(
             if not measuring and now >= measure_at:
                 _tell(clients, "start")
                 measuring = True
-                cpu0, wall0 = _cpu_s(ws_pid), time.monotonic()
-                engine_cpu0 = _cpu_s(engine_pid)
+                cpu0, wall0 = tree_cpu_s(ws_pid), time.monotonic()
+                engine_cpu0 = tree_cpu_s(engine_pid)
             due = min(len(commands), int((now - begin) * commands_per_s))
             if due > sent:
                 await gateway.submit_many(commands[sent:due])
@@ -171,8 +165,8 @@ async def bench(
             await trio.sleep(TICK_S)
         _tell(clients, "stop")
         wall = time.monotonic() - wall0
-        ws_cpu = (_cpu_s(ws_pid) - cpu0) / wall
-        engine_cpu = (_cpu_s(engine_pid) - engine_cpu0) / wall
+        ws_cpu = (tree_cpu_s(ws_pid) - cpu0) / wall
+        engine_cpu = (tree_cpu_s(engine_pid) - engine_cpu0) / wall
         reports = [json.loads(await trio.to_thread.run_sync(p.stdout.read)) for p in clients]
 
     def gathered(name: str) -> list[float]:

@@ -23,7 +23,6 @@ import json
 import random
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,6 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_stack import admin_post  # noqa: E402
 
 from exchange.signing import sign_request  # noqa: E402
 
@@ -103,17 +104,6 @@ def http_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def _admin_post(url: str, token: str, path: str, body: dict) -> dict:
-    request = urllib.request.Request(
-        url + path,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "X-ADMIN-TOKEN": token},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
 def fund_users(url: str, token: str, count: int, auth: str) -> list[dict]:
     """Create ``count`` users (API keys in apikey mode) holding plenty of both assets."""
     users = []
@@ -122,7 +112,7 @@ def fund_users(url: str, token: str, count: int, auth: str) -> list[dict]:
             # every user also gets an ED25519 key, for the /backpack runs
             private = Ed25519PrivateKey.generate()
             public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-            user = _admin_post(
+            user = admin_post(
                 url,
                 token,
                 "/api/v1/admin/users",
@@ -132,7 +122,7 @@ def fund_users(url: str, token: str, count: int, auth: str) -> list[dict]:
         else:
             user = {"user_id": f"bench{index}"}
         for asset, amount in (("INR", "100000000"), ("TATA", "1000000")):
-            _admin_post(
+            admin_post(
                 url,
                 token,
                 "/api/v1/admin/deposit",
