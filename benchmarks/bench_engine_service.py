@@ -16,7 +16,7 @@ timed), so orders rarely fail for want of funds. The last line printed is one JS
 ``commands_per_s`` (saturation), ``p50_ms`` and ``p99_ms`` (light load), and more.
 
 It also reports the CPU seconds the engine, the producers and Redis spent during the saturation
-phase, and ``engine_commands_per_cpu_s``: on a shared or small machine the wall-clock rate says
+phase, and ``commands_per_engine_cpu_s``: on a shared or small machine the wall-clock rate says
 how much CPU the benchmark got, while the engine's rate per CPU second is its ceiling on one core.
 
     python benchmarks/bench_engine_service.py [--commands 200000] [--producers 2] [--clients 128]
@@ -37,6 +37,7 @@ from pathlib import Path
 import attrs
 import redis
 import trio
+from bench_stack import process_cpu_s, process_cpu_split_s
 
 from exchange import codec
 from exchange.bus import COMMAND_STREAM, EVENT_STREAM, FLUSHED_KEY, HEARTBEAT_KEY
@@ -176,18 +177,6 @@ class Phase:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc)."""
-    return sum(process_cpu_split_s(pid))
-
-
-def process_cpu_split_s(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / ticks, int(fields[12]) / ticks
-
-
 def events_entries_added(client) -> int:
     """Entries ever added to the events stream: one per engine batch with events."""
     try:
@@ -265,7 +254,7 @@ def conduct(args: argparse.Namespace) -> dict:
                 "commands": heavy.count,
                 "producers": args.producers,
                 "clients_per_producer": args.clients,
-                "engine_commands_per_cpu_s": round(heavy.count / heavy.cpu_s["engine"]),
+                "commands_per_engine_cpu_s": round(heavy.count / heavy.cpu_s["engine"]),
                 "cpu_s": heavy.cpu_s,
                 "engine_batches": heavy.batches,
                 "engine_batch_mean": round(batch_mean, 1),
