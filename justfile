@@ -68,6 +68,10 @@ bench-engine-service *ARGS:
 bench-api *ARGS:
     {{ python }} benchmarks/bench_api.py {{ ARGS }}
 
+# An order's whole path against a bare Quart-Trio endpoint (private stack, wrk; --quick: 3 s phases).
+bench-http *ARGS:
+    {{ python }} benchmarks/bench_http.py {{ ARGS }}
+
 # Benchmark WebSocket fan-out: 1,000 clients on trade@ and depth@ under ~200 trades/s.
 bench-ws *ARGS:
     {{ python }} benchmarks/bench_ws.py {{ ARGS }}
@@ -81,4 +85,4 @@ bench-db:
     {{ python }} benchmarks/bench_db.py
 
 # Every benchmark, one after another.
-bench: bench-engine bench-engine-service bench-db bench-api bench-ws
+bench: bench-engine bench-engine-service bench-db bench-api bench-http bench-ws
