@@ -6,7 +6,8 @@ Redis (or its AOF) reveals key ids and user ids but no secret, and nothing here 
 The alternative, storing each secret encrypted under the server key, protects the same way but
 needs a cipher and a stored ciphertext per key; derivation needs neither. The price: changing
 ``EXCHANGE_SECRET_KEY`` changes every secret (rotate by issuing new keys). The development
-default key (:data:`DEV_SECRET_KEY`) is public, so production must set its own.
+default key (:data:`exchange.settings.DEV_SECRET_KEY`) is public, so the servers refuse it on an
+address other machines can reach.
 
 Redis layout (every name under :data:`PREFIX`)::
 
@@ -41,7 +42,6 @@ API_KEYS = PREFIX + "api_keys"
 ED25519_KEYS = PREFIX + "ed25519"
 USER_ED25519 = PREFIX + "user_ed25519:{user_id}"
 
-DEV_SECRET_KEY = "dev-only-exchange-secret-key-change-me"
 _CACHE_SIZE = 100_000
 
 

@@ -6,11 +6,16 @@ else reads ``os.environ``. The README's configuration table lists the same varia
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 import attrs
 
 from exchange.errors import ConfigError
+
+# The default EXCHANGE_SECRET_KEY. It is public (it is right here), so anyone who sees an API key
+# can derive its secret under it: fine on a developer's machine, refused on a reachable address.
+DEV_SECRET_KEY = "dev-only-exchange-secret-key-change-me"
 
 
 def _int(name: str, default: int) -> int:
@@ -58,7 +63,7 @@ class Settings:
     engine_timeout_s: float = 5.0
     api_workers: int = 1
     # Protects API secrets (see exchange.credentials); the default is public: dev only.
-    secret_key: str = "dev-only-exchange-secret-key-change-me"
+    secret_key: str = DEV_SECRET_KEY
     # token buckets per process: private per API key/user, public per client IP; rate 0 = off
     rate_limit_private_per_s: float = 1000.0
     rate_limit_private_burst: float = 2000.0
@@ -75,6 +80,42 @@ class Settings:
     )
     db_read_count: int = 32  # events-stream entries (engine batches) per transaction
     db_claim_idle_s: float = 30.0  # take over another consumer's entries pending this long
+
+    def check_listen(self, host: str) -> None:
+        """Refuse to serve on ``host`` what is safe only on this machine; every program that
+        listens calls it before it starts anything.
+
+        On an address other machines can reach, dev auth would let anyone act as any
+        ``user_id``, and the public default ``EXCHANGE_SECRET_KEY`` would let anyone who sees
+        an API key derive its secret. Raises ConfigError saying what to change.
+        """
+        if is_loopback(host):
+            return
+        problems = []
+        if self.auth_mode == "dev":
+            problems.append("EXCHANGE_AUTH=dev trusts any user_id (use EXCHANGE_AUTH=apikey)")
+        if self.secret_key == DEV_SECRET_KEY:
+            problems.append(
+                "EXCHANGE_SECRET_KEY is the public default, from which anyone who sees an API "
+                "key derives its secret (set it to a long random value, e.g. the output of "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        if problems:
+            raise ConfigError(
+                f"refusing to listen on {host!r}, an address other machines can reach: "
+                + "; ".join(problems)
+                + ". Bind a loopback address (127.0.0.1) to run it this way."
+            )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` exposes a server only to this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def load() -> Settings:

@@ -18,7 +18,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from exchange.api import routes_admin, routes_market, routes_ops, routes_orders, routes_web
-from exchange.api.auth import Authenticator, check_dev_bind, wall_clock_ms
+from exchange.api.auth import Authenticator, wall_clock_ms
 from exchange.api.backend import Backend
 from exchange.api.common import Api, Router, error_answer
 from exchange.api.ratelimit import TokenBucketLimiter
@@ -61,8 +61,8 @@ def create_app(
     config: MarketConfig | None = None,
     clock_ms: Callable[[], int] = wall_clock_ms,
 ) -> QuartTrio:
-    """The API application. Raises ConfigError for dev auth on a non-loopback host."""
-    check_dev_bind(settings.auth_mode, settings.api_host)
+    """The API application. Raises ConfigError for an unsafe host (``Settings.check_listen``)."""
+    settings.check_listen(settings.api_host)
     config = config or load_config(settings.markets_file)
     app = QuartTrio("exchange.api")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

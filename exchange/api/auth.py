@@ -2,13 +2,12 @@
 
 The HMAC arithmetic lives in :mod:`exchange.signing` (pure); this module adds the store lookup
 and the contract's status codes. ``EXCHANGE_AUTH=dev`` trusts a ``user_id`` in the request and
-exists only for local use (the API refuses to start in dev mode on a non-loopback address).
+exists only for local use (``Settings.check_listen`` refuses it on a non-loopback address).
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -103,22 +102,3 @@ def check_admin(expected_token: str, given: str | None) -> None:
         raise RequestError(ErrorCode.UNAUTHORIZED, "X-ADMIN-TOKEN header is required")
     if not expected_token or not hmac.compare_digest(expected_token.encode(), given.encode()):
         raise RequestError(ErrorCode.FORBIDDEN, "wrong admin token")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` exposes the server only to this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_dev_bind(mode: str, host: str) -> None:
-    """Refuse dev mode (trust any user_id) on an address other machines can reach."""
-    if mode == "dev" and not is_loopback(host):
-        raise ConfigError(
-            f"EXCHANGE_AUTH=dev trusts any user_id: refusing to listen on {host!r}; "
-            "bind a loopback address (127.0.0.1) or use EXCHANGE_AUTH=apikey"
-        )

@@ -21,7 +21,6 @@ from hypercorn.trio import serve
 
 from exchange import settings as settings_module
 from exchange.api.app import create_app
-from exchange.api.auth import check_dev_bind
 from exchange.errors import ConfigError
 from exchange.programs import configure_logging, tune_gc, wait_for_stop_signal
 
@@ -59,7 +58,7 @@ def main() -> int:
     configure_logging("api")
     try:
         settings = settings_module.load()
-        check_dev_bind(settings.auth_mode, settings.api_host)
+        settings.check_listen(settings.api_host)
         if settings.api_workers < 1:
             raise ConfigError("API_WORKERS must be at least 1")
     except ConfigError as exc:

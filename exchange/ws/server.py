@@ -66,7 +66,11 @@ async def run(
     options: Options = Options(),  # noqa: B008 - frozen
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled; reports the bound port through ``task_status``."""
+    """Serve until cancelled; reports the bound port through ``task_status``.
+
+    Raises ConfigError for an unsafe host (``Settings.check_listen``) before starting anything.
+    """
+    settings.check_listen(settings.ws_host)
     config = config or load_config(settings.markets_file)
     limits = options.limits or Limits(outbox_batches=settings.ws_send_queue)
     # The credential store serves the native AUTH (apikey mode) and /backpack's ED25519
@@ -155,6 +159,7 @@ def main() -> int:
     configure_logging("ws")
     try:
         settings = settings_module.load()
+        settings.check_listen(settings.ws_host)
         load_config(settings.markets_file)
     except ConfigError as exc:
         print(f"ws: {exc}", file=sys.stderr)

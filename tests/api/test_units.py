@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from exchange import signing
-from exchange.api.auth import check_admin, check_dev_bind, is_loopback
+from exchange.api.auth import check_admin
 from exchange.api.parsing import (
     limit_param,
     market_of,
@@ -19,7 +19,7 @@ from exchange.api.parsing import (
 )
 from exchange.api.ratelimit import TokenBucketLimiter, retry_after_header
 from exchange.credentials import check_ed25519_key, derive_secret
-from exchange.errors import ConfigError, ErrorCode, RequestError
+from exchange.errors import ErrorCode, RequestError
 from exchange.markets import load_config
 from exchange.models import Deposit, OrderType, PlaceOrder, Side, Withdraw
 
@@ -163,16 +163,11 @@ def test_token_bucket_with_an_injected_clock():
     assert TokenBucketLimiter(0, 0).take("k", 0.0) == 0.0  # disabled
 
 
-def test_admin_token_and_dev_bind():
+def test_admin_token():
     assert refused(check_admin, "tok", None) is ErrorCode.UNAUTHORIZED
     assert refused(check_admin, "tok", "nope") is ErrorCode.FORBIDDEN
     assert refused(check_admin, "", "anything") is ErrorCode.FORBIDDEN
     check_admin("tok", "tok")
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
-    assert not is_loopback("0.0.0.0")
-    with pytest.raises(ConfigError):
-        check_dev_bind("dev", "0.0.0.0")
-    check_dev_bind("apikey", "0.0.0.0")
 
 
 def test_secrets_are_derived_not_stored_and_ed25519_keys_checked():
