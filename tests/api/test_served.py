@@ -1,10 +1,10 @@
-"""Through real sockets: hypercorn serving the app, driven by curl and by bin/api itself."""
+"""Through real sockets: hypercorn serving the app, driven by curl (bin/api's refusals of unsafe
+starts: tests/test_unsafe_listen.py)."""
 
 from __future__ import annotations
 
 import json
 import shlex
-from pathlib import Path
 
 import attrs
 import trio
@@ -14,8 +14,6 @@ from hypercorn.trio import serve
 from exchange.api.app import create_app
 from exchange.localservers import free_port
 from tests.api.conftest import ADMIN_TOKEN, Stack
-
-ROOT = Path(__file__).resolve().parents[2]
 
 # The seed README's three requests, verbatim but for the port.
 SEED_CURLS = [
