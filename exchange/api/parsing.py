@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from exchange.codec import loads_exact
-from exchange.engine.core import validate_order
+from exchange.engine.core import MAX_CLIENT_ORDER_ID_LENGTH, validate_order
 from exchange.errors import ErrorCode, RequestError
 from exchange.markets import Market, MarketConfig
 from exchange.models import (
@@ -41,7 +41,9 @@ MAX_BATCH_ORDERS = 50
 # before anything writes it out.
 _MAX_DECIMAL_EXPONENT = 40
 _USER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-_ORDER_ID = re.compile(r"[0-9]{1,20}")
+_ORDER_ID = re.compile(r"[0-9]{1,19}")
+# Engine ids are PostgreSQL bigints (and 64-bit integers on the wire); a larger one names no order.
+MAX_ORDER_ID = 2**63 - 1
 
 INTERVALS: dict[str, timedelta] = {
     "1m": timedelta(minutes=1),
@@ -306,13 +308,35 @@ def parse_order_list(data: Any) -> list[Any]:
     return data
 
 
+def no_such_order() -> RequestError:
+    return fail(ErrorCode.ORDER_NOT_FOUND, "no such order")
+
+
 def order_id_value(value: Any) -> int:
-    """An engine order id, as the contract's string (or a JSON integer)."""
+    """The engine order id a cancel or lookup names (the contract's string, or a JSON integer).
+
+    An id string that cannot be an engine id (``"does-not-exist"``, ``"-1"``, 40 digits) names
+    no order of the caller, which the contract answers 404, never 400: RequestError
+    (ORDER_NOT_FOUND) without asking the engine. A value that is not an id at all (``true``,
+    ``{}``, ``1.5``) is INVALID_REQUEST.
+    """
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not _ORDER_ID.fullmatch(value):
-        raise fail(ErrorCode.INVALID_REQUEST, "order_id must be a string of digits")
+    if not isinstance(value, str):
+        raise fail(ErrorCode.INVALID_REQUEST, "order_id must be a string")
+    if not _ORDER_ID.fullmatch(value) or int(value) > MAX_ORDER_ID:
+        raise no_such_order()
     return int(value)
+
+
+def client_order_id_reference(value: Any) -> str:
+    """The ``client_order_id`` a cancel or lookup names: any string; one no order can have (empty,
+    longer than 36) names none (RequestError(ORDER_NOT_FOUND)); a non-string is refused."""
+    if not isinstance(value, str):
+        raise fail(ErrorCode.INVALID_CLIENT_ORDER_ID, "client_order_id must be a string")
+    if not 0 < len(value) <= MAX_CLIENT_ORDER_ID_LENGTH:
+        raise no_such_order()
+    return value
 
 
 def order_reference(data: Mapping[str, Any]) -> tuple[int | None, str | None]:
@@ -322,9 +346,7 @@ def order_reference(data: Mapping[str, Any]) -> tuple[int | None, str | None]:
         raise fail(ErrorCode.INVALID_REQUEST, "give exactly one of order_id or client_order_id")
     if order_id is not None:
         return order_id_value(order_id), None
-    if not isinstance(client_order_id, str) or not 0 < len(client_order_id) <= 36:
-        raise fail(ErrorCode.INVALID_CLIENT_ORDER_ID, "client_order_id must be 1 to 36 characters")
-    return None, client_order_id
+    return None, client_order_id_reference(client_order_id)
 
 
 def parse_cancel(config: MarketConfig, data: Any, *, user_id: str) -> CancelOrder:

@@ -365,7 +365,7 @@ def _reference(data: Any) -> tuple[int | None, str | None]:
         raise translate.refuse("give exactly one of orderId or clientId")
     if order_id is not None:
         return order_id_value(order_id), None
-    return None, translate.client_id_text(client_id)
+    return None, translate.client_id_reference(client_id)
 
 
 def _number(params: dict[str, str], name: str) -> int | None:

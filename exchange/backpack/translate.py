@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from exchange.api.parsing import parse_order
+from exchange.api.parsing import no_such_order, parse_order
 from exchange.errors import ErrorCode, RequestError
 from exchange.markets import Market, MarketConfig
 from exchange.models import Depth, OrderView, PlaceOrder
@@ -234,6 +234,18 @@ def client_id_text(value: Any) -> str:
     ):
         raise RequestError(ErrorCode.INVALID_ORDER, "clientId must be a non-negative integer")
     return str(value)
+
+
+def client_id_reference(value: Any) -> str:
+    """The ``clientId`` a cancel or lookup names. A string or integer that no order can have
+    (``"abc"``, ``-1``, 40 digits) names none: RequestError(ORDER_NOT_FOUND), as for the native
+    surface; anything else is refused like :func:`client_id_text`."""
+    try:
+        return client_id_text(value)
+    except RequestError:
+        if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+            raise no_such_order() from None
+        raise
 
 
 def client_id_value(client_order_id: str | None) -> int | str | None:
