@@ -16,6 +16,11 @@ SIGNED_DECIMAL = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
 NULLABLE_DECIMAL = {**DECIMAL, "nullable": True}
 NUMBER_IN = {"anyOf": [{"type": "string"}, {"type": "number"}]}
 ID = {"type": "string", "pattern": r"^[0-9]+$"}
+# An id a cancel or lookup names: any string; one that names no order of the caller is a 404.
+ORDER_REFERENCE = {
+    "type": "string",
+    "description": "any string; one that names no order of the caller → 404 ORDER_NOT_FOUND",
+}
 MS = {"type": "integer", "description": "milliseconds since the epoch"}
 
 
@@ -157,8 +162,8 @@ SCHEMAS: dict[str, Any] = {
         {
             "market": {"type": "string"},
             "symbol": {"type": "string"},
-            "order_id": ID,
-            "client_order_id": {"type": "string", "minLength": 1, "maxLength": 36},
+            "order_id": ORDER_REFERENCE,
+            "client_order_id": ORDER_REFERENCE,
             "user_id": {"type": "string"},
         },
         required=[],
@@ -309,8 +314,8 @@ def document(config: MarketConfig) -> dict[str, Any]:
                     {"anyOf": [ref("Order"), ref("ClosedOrder")]},
                     (*PRIVATE, "404"),
                     [
-                        _query("order_id", ID),
-                        _query("client_order_id", {"type": "string"}),
+                        _query("order_id", ORDER_REFERENCE),
+                        _query("client_order_id", ORDER_REFERENCE),
                         user,
                     ],
                     security=signed,
