@@ -11,11 +11,18 @@ address other machines can reach.
 
 Redis layout (every name under :data:`PREFIX`)::
 
-    {PREFIX}next_user_id         INCR counter for admin-created user ids ("1", "2", …)
+    {PREFIX}next_user_id         the counter older versions took user ids from; only read now:
+                                 ids up to it are never handed out again
     {PREFIX}users                hash user_id → creation time (ms)
     {PREFIX}api_keys             hash api_key → user_id
     {PREFIX}ed25519              hash base64 public key → user_id
     {PREFIX}user_ed25519:{id}    set of a user's ED25519 public keys
+
+New user ids come from the engine (``CreateUser``): it is the one writer and knows every
+``user_id`` that has held a balance or an order, so an id it hands out is new in every auth
+mode, across restarts (it is in the command log and the snapshots) and however many API
+processes ask at once. A Redis counter could do none of that: in dev mode any ``user_id``
+names a user the counter never heard of.
 
 Lookups are cached in the process: keys are never revoked by the contract, so a key once seen
 keeps meaning the same user and the hot path costs no Redis round trip.
@@ -30,10 +37,11 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from exchange.bus import CREDENTIALS_PREFIX, RedisBridge
-from exchange.errors import ErrorCode, RequestError
+from exchange.errors import ErrorCode, RequestError, ServiceUnavailable
 
 PREFIX = CREDENTIALS_PREFIX
 NEXT_USER_ID = PREFIX + "next_user_id"
@@ -43,6 +51,7 @@ ED25519_KEYS = PREFIX + "ed25519"
 USER_ED25519 = PREFIX + "user_ed25519:{user_id}"
 
 _CACHE_SIZE = 100_000
+_ALLOCATION_ATTEMPTS = 100
 
 
 def derive_secret(server_key: bytes, api_key: str) -> str:
@@ -85,26 +94,42 @@ class CredentialStore:
 
     # --- users and HMAC keys ---------------------------------------------------------------
 
-    async def create_user(self, ed25519_public_key: str | None = None) -> dict[str, str]:
-        """A new user with a fresh API key (and the ED25519 key, when given)."""
+    async def create_user(
+        self, allocate: Callable[[int], Awaitable[str]], ed25519_public_key: str | None = None
+    ) -> dict[str, str]:
+        """A new user with a fresh API key (and the ED25519 key, when given).
+
+        ``allocate(above)`` gets a new id from the engine, above ``above``. Registering it is
+        guarded all the same (HSETNX): an id this store already has (one a Redis of an older
+        version holds, or after the engine's state was lost) is skipped, never shared.
+        """
         public_key = None if ed25519_public_key is None else check_ed25519_key(ed25519_public_key)
         if public_key is not None and await self.user_for_ed25519(public_key) is not None:
             raise RequestError(ErrorCode.CONFLICT, "that ed25519_public_key is already in use")
         api_key = secrets.token_hex(16)
         now_ms = str(int(time.time() * 1000))
 
-        def write() -> str:
-            user_id = str(self._client.incr(NEXT_USER_ID))
+        def register(user_id: str) -> bool:
+            if not self._client.hsetnx(USERS, user_id, now_ms):
+                return False
             with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(USERS, user_id, now_ms)
                 pipe.hset(API_KEYS, api_key, user_id)
                 if public_key is not None:
                     pipe.hset(ED25519_KEYS, public_key, user_id)
                     pipe.sadd(USER_ED25519.format(user_id=user_id), public_key)
                 pipe.execute()
-            return user_id
+            return True
 
-        user_id = await self._run(write)
+        above = int(await self._run(self._client.get, NEXT_USER_ID) or 0)
+        for _ in range(_ALLOCATION_ATTEMPTS):
+            user_id = await allocate(above)
+            if await self._run(register, user_id):
+                break
+        else:
+            raise ServiceUnavailable(
+                f"no free user id after {_ALLOCATION_ATTEMPTS} tries: the engine's state and "
+                "the credential store disagree"
+            )
         out = {"user_id": user_id, "api_key": api_key, "api_secret": self.secret_for(api_key)}
         if public_key is not None:
             out["ed25519_public_key"] = public_key

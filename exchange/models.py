@@ -108,7 +108,16 @@ class Withdraw:
     amount: int
 
 
-Command = PlaceOrder | CancelOrder | CancelAll | Deposit | Withdraw
+@attrs.frozen
+class CreateUser:
+    """Allocate the id of a new user: one the engine never handed out and no ``user_id`` that
+    has held a balance or an order has. The engine is the one writer, so two allocations can
+    never meet. Ids up to ``above`` are taken outside the engine (see exchange.credentials)."""
+
+    above: int = 0
+
+
+Command = PlaceOrder | CancelOrder | CancelAll | Deposit | Withdraw | CreateUser
 
 
 # --- queries (read-only, not logged) -----------------------------------------------------------
@@ -202,7 +211,14 @@ class Depth:
     timestamp: int
 
 
-Reply = OrderView | list[OrderView] | dict[str, Balance] | Depth | Rejection
+@attrs.frozen
+class UserCreated:
+    """The reply to :class:`CreateUser`."""
+
+    user_id: str
+
+
+Reply = OrderView | list[OrderView] | dict[str, Balance] | Depth | UserCreated | Rejection
 
 
 # --- events (what downstream consumers see) ----------------------------------------------------

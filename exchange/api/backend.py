@@ -22,6 +22,7 @@ from exchange.models import (
     CancelAll,
     CancelOrder,
     Command,
+    CreateUser,
     Deposit,
     Depth,
     GetBalances,
@@ -33,6 +34,7 @@ from exchange.models import (
     Query,
     Rejection,
     Reply,
+    UserCreated,
     Withdraw,
 )
 
@@ -99,6 +101,11 @@ class Backend:
 
     async def transfer(self, command: Deposit | Withdraw) -> dict[str, Balance]:
         return _checked(await self.gateway.submit(command))
+
+    async def new_user_id(self, above: int) -> str:
+        """An id for a new user, allocated by the engine (see :class:`CreateUser`)."""
+        reply: UserCreated = _checked(await self.gateway.submit(CreateUser(above)))
+        return reply.user_id
 
     # --- live state ----------------------------------------------------------------------------
 

@@ -29,7 +29,9 @@ async def create_user(api: Api, req: Req) -> Any:
     _admin(api, req)
     data = json_object(req.body) if req.body.strip() else {}
     check_fields(data, frozenset({"ed25519_public_key"}))
-    return await api.credentials.create_user(data.get("ed25519_public_key"))
+    return await api.credentials.create_user(
+        api.backend.new_user_id, data.get("ed25519_public_key")
+    )
 
 
 async def add_key(api: Api, req: Req) -> Any:

@@ -28,6 +28,7 @@ from exchange.models import (
     Balance,
     CancelAll,
     CancelOrder,
+    CreateUser,
     Deposit,
     Depth,
     Event,
@@ -48,6 +49,7 @@ from exchange.models import (
     Side,
     TimeInForce,
     TradeExecuted,
+    UserCreated,
     Withdraw,
 )
 
@@ -133,6 +135,7 @@ class Engine:
         self.closed: deque[int] = deque()
         self.next_order_id = 1
         self.next_trade_id = 1
+        self.next_user_id = 1  # the lowest id CreateUser may hand out next
         self.seq = 0
         self.now = 0
         self._handlers: dict[type, Callable[..., Outcome]] = {
@@ -141,6 +144,7 @@ class Engine:
             CancelAll: self._cancel_all,
             Deposit: self._deposit,
             Withdraw: self._withdraw,
+            CreateUser: self._create_user,
         }
         self._queries: dict[type, Callable[..., Reply]] = {
             GetDepth: self._depth,
@@ -511,6 +515,19 @@ class Engine:
         if not self.ledger.withdraw(cmd.user_id, cmd.asset, cmd.amount):
             return reject(ErrorCode.INSUFFICIENT_FUNDS, f"not enough {cmd.asset} available")
         return Outcome(self._balances(GetBalances(cmd.user_id)), list(self.ledger.take_changes()))
+
+    # --- users ---------------------------------------------------------------------------------
+
+    def _create_user(self, cmd: CreateUser) -> Outcome:
+        """The next numeric id above every id handed out and ``cmd.above`` that no user has
+        used: every user who held a balance or an order (even one named freely in dev mode)
+        is in the ledger, which forgets no one."""
+        candidate = max(self.next_user_id, cmd.above + 1)
+        known = self.ledger.balances
+        while str(candidate) in known:
+            candidate += 1
+        self.next_user_id = candidate + 1
+        return Outcome(UserCreated(str(candidate)))
 
     # --- queries -------------------------------------------------------------------------------
 

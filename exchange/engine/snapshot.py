@@ -71,6 +71,7 @@ def to_state(engine: Engine) -> dict:
         "now": engine.now,
         "next_order_id": engine.next_order_id,
         "next_trade_id": engine.next_trade_id,
+        "next_user_id": engine.next_user_id,
         "closed_order_retention": engine.closed_order_retention,
         "balances": engine.ledger.balances,
         "order_fields": ORDER_FIELDS,
@@ -89,6 +90,9 @@ def from_state(state: dict, config: MarketConfig) -> Engine:
     engine.now = state["now"]
     engine.next_order_id = state["next_order_id"]
     engine.next_trade_id = state["next_trade_id"]
+    # Older snapshots predate CreateUser: starting over at 1 is safe, since it skips every
+    # user the ledger knows and ids the credential store had given out (CreateUser.above).
+    engine.next_user_id = state.get("next_user_id", 1)
     engine.ledger.balances = {
         user: {asset: list(entry) for asset, entry in assets.items()}
         for user, assets in state["balances"].items()
