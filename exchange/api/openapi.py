@@ -190,6 +190,7 @@ ERRORS = {
     "401": "unauthenticated",
     "403": "forbidden",
     "404": "not found",
+    "409": "conflict (the key is in use)",
     "429": "rate limited (see Retry-After)",
     "503": "a needed service is down",
     "504": "the engine did not answer in time",
@@ -366,9 +367,9 @@ def document(config: MarketConfig) -> dict[str, Any]:
             },
             "/api/v1/admin/users": {
                 "post": _op(
-                    "Create a user with an API key",
+                    "Create a new, empty user (an id never used before) with an API key",
                     ref("NewUser"),
-                    ("400", "401", "403", "503"),
+                    ("400", "401", "403", "409", "503", "504"),
                     body=obj(
                         {"ed25519_public_key": {"type": "string"}},
                         required=[],
