@@ -257,12 +257,12 @@ def test_stalled_postgres_answers_503_fast_and_history_catches_up(
 
 
 def _writer_backend(database_url: str) -> int | None:
-    """The pid of the db writer's backend (its last statement read the staging tables) while
+    """The pid of the db writer's backend (the one connection that commits transactions) while
     it is idle between batches."""
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
             "SELECT pid FROM pg_stat_activity"
-            " WHERE state = 'idle' AND query LIKE '%FROM orders_staging%'"
+            " WHERE state = 'idle' AND query = 'COMMIT'"
         ).fetchone()
     return row[0] if row else None
 
