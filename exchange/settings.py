@@ -38,6 +38,13 @@ def _float(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, not {raw!r}") from None
 
 
+def _positive(name: str, default: float) -> float:
+    value = _float(name, default)
+    if value <= 0:
+        raise ConfigError(f"{name} must be above 0, not {value}")
+    return value
+
+
 def _str(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
@@ -80,6 +87,10 @@ class Settings:
     )
     db_read_count: int = 32  # events-stream entries (engine batches) per transaction
     db_claim_idle_s: float = 30.0  # take over another consumer's entries pending this long
+    # PostgreSQL deadlines (see exchange.db.pg): a call that takes longer is cut off at the socket
+    db_connect_timeout_s: int = 2  # libpq connect_timeout (whole seconds, at least 2)
+    db_query_timeout_s: float = 2.0  # a history read, waiting for a connection included; then 503
+    db_write_timeout_s: float = 30.0  # one writer transaction; then a new connection and a retry
 
     def check_listen(self, host: str) -> None:
         """Refuse to serve on ``host`` what is safe only on this machine; every program that
@@ -158,4 +169,7 @@ def load() -> Settings:
         db_consumer=_str("DB_CONSUMER", defaults.db_consumer),
         db_read_count=_int("DB_READ_COUNT", defaults.db_read_count),
         db_claim_idle_s=_float("DB_CLAIM_IDLE_S", defaults.db_claim_idle_s),
+        db_connect_timeout_s=_int("DB_CONNECT_TIMEOUT_S", defaults.db_connect_timeout_s),
+        db_query_timeout_s=_positive("DB_QUERY_TIMEOUT_S", defaults.db_query_timeout_s),
+        db_write_timeout_s=_positive("DB_WRITE_TIMEOUT_S", defaults.db_write_timeout_s),
     )

@@ -76,7 +76,12 @@ def create_app(
         try:
             async with (
                 open_gateway(settings.redis_url, timeout_s=settings.engine_timeout_s) as gateway,
-                open_history_reader(settings.database_url) as history,
+                open_history_reader(
+                    settings.database_url,
+                    timeout_s=settings.db_query_timeout_s,
+                    connect_timeout_s=settings.db_connect_timeout_s,
+                    application="exchange-api",
+                ) as history,
             ):
                 api = Api(
                     settings=settings,

@@ -4,7 +4,7 @@
 psycopg_pool pool through trio worker threads (:mod:`exchange.db.pg`) and returns the contract's
 shapes: money as exact decimal strings without exponent or trailing zeros, timestamps as integer
 milliseconds, kline edges as ISO-8601 UTC. Raises :class:`~exchange.errors.ServiceUnavailable`
-when PostgreSQL cannot be reached.
+when PostgreSQL cannot be reached or does not answer within the reader's timeout.
 
 Klines roll the candle tables up with ``time_bucket``: 5m to 30m from 1-minute candles, 4h from
 1-hour ones, 1w from 1-day ones. To serve "the first (or latest) ``limit`` buckets" without
@@ -30,12 +30,14 @@ import psycopg
 from psycopg.rows import dict_row
 
 from exchange.db import statements
-from exchange.db.pg import POOL_TIMEOUT_S, PooledConnections
+from exchange.db.pg import CONNECT_TIMEOUT_S, PooledConnections
 from exchange.money import format_decimal
+from exchange.settings import Settings
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _MINUTE = timedelta(minutes=1)
+_DEFAULTS = Settings()
 TICKER_WINDOW = timedelta(hours=24)
 
 # interval → (bucket width, candle table, candles per bucket at most)
@@ -110,14 +112,27 @@ def _rows(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> list[
 class HistoryQueries:
     """Read queries for the API, on a pool of up to ``max_connections`` connections.
 
-    A query waits at most ``timeout_s`` for a working connection, then raises
-    ServiceUnavailable.
+    A query answers within ``timeout_s`` (default: ``DB_QUERY_TIMEOUT_S``'s), waiting for a
+    working connection included, or raises ServiceUnavailable. ``application`` names the
+    connections in ``pg_stat_activity``.
     """
 
     def __init__(
-        self, database_url: str, *, max_connections: int = 4, timeout_s: float = POOL_TIMEOUT_S
+        self,
+        database_url: str,
+        *,
+        max_connections: int = 4,
+        timeout_s: float = _DEFAULTS.db_query_timeout_s,
+        connect_timeout_s: int = CONNECT_TIMEOUT_S,
+        application: str = "exchange-history",
     ) -> None:
-        self._pool = PooledConnections(database_url, max_size=max_connections, timeout_s=timeout_s)
+        self._pool = PooledConnections(
+            database_url,
+            max_size=max_connections,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            application=application,
+        )
 
     async def open(self) -> None:
         await self._pool.open()
@@ -374,11 +389,10 @@ def _ticker(market: str, row: dict | None) -> dict:
 
 
 @contextlib.asynccontextmanager
-async def open_history_reader(
-    database_url: str, *, max_connections: int = 4
-) -> AsyncIterator[HistoryQueries]:
-    """An open :class:`HistoryQueries`, closed on exit (PostgreSQL may still be down on entry)."""
-    queries = HistoryQueries(database_url, max_connections=max_connections)
+async def open_history_reader(database_url: str, **options: Any) -> AsyncIterator[HistoryQueries]:
+    """An open :class:`HistoryQueries` (``options`` as it takes them), closed on exit
+    (PostgreSQL may still be down on entry)."""
+    queries = HistoryQueries(database_url, **options)
     await queries.open()
     try:
         yield queries

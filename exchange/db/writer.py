@@ -18,7 +18,9 @@ Guarantees, and why:
   :mod:`exchange.db.statements`): a redelivered entry, or the engine replaying its log after a
   restart, changes nothing.
 - *Outages wait.* If PostgreSQL or Redis is down, the batch in hand is retried with back-off
-  until it goes through; new events wait in Redis meanwhile.
+  until it goes through; new events wait in Redis meanwhile. A connection that stops answering
+  (a stopped server, a cut network) is given up after ``db_write_timeout_s`` and the batch
+  retried on a new one (:mod:`exchange.db.pg`), so the writer never hangs on it.
 - *The stream stays short.* Entries every consumer group is done with are trimmed (XTRIM
   MINID) every :data:`TRIM_INTERVAL_S`; the engine leaves that to the writer.
 - *Bad data does not block.* An entry that cannot be decoded, or whose rows PostgreSQL refuses
@@ -431,7 +433,13 @@ async def run(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> No
     mode = await _migrate(settings.database_url)
     log.info("storage: %s", mode if mode != "postgresql" else "plain PostgreSQL (no TimescaleDB)")
     redis_bridge = bus.RedisBridge(settings.redis_url, max_threads=2)
-    db = pg.DedicatedConnection(settings.database_url, setup=prepare_connection)
+    db = pg.DedicatedConnection(
+        settings.database_url,
+        timeout_s=settings.db_write_timeout_s,
+        connect_timeout_s=settings.db_connect_timeout_s,
+        application="exchange-db-writer",
+        setup=prepare_connection,
+    )
     writer = EventWriter(
         redis_bridge,
         db,

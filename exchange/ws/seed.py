@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 CATCH_UP_S = 10.0
 CATCH_UP_POLL_S = 0.2
+# One snapshot reads a day of trades per market: slower than an API read, yet bounded, so a
+# stalled PostgreSQL delays the server's start by this much at most.
+SEED_TIMEOUT_S = 30.0
 
 
 def wall_clock_ms() -> int:
@@ -91,7 +94,9 @@ async def seed_statistics(
 async def _snapshot(hub: Hub, database_url: str, catch_up_s: float) -> tuple[StatsSeed, int]:
     deadline = trio.current_time() + catch_up_s
     markets = list(hub.stats)
-    async with open_history_reader(database_url, max_connections=1) as history:
+    async with open_history_reader(
+        database_url, max_connections=1, timeout_s=SEED_TIMEOUT_S, application="exchange-ws"
+    ) as history:
         while True:
             now_ms = wall_clock_ms()
             # The window's oldest bucket is the second holding now - 24 h (TickerWindow.expire).

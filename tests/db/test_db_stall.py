@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -80,7 +79,7 @@ class Rest:
                 status, raw = response.status, response.read()
         except urllib.error.HTTPError as exc:
             status, raw = exc.code, exc.read()
-        except (TimeoutError, socket.timeout, urllib.error.URLError):
+        except (TimeoutError, urllib.error.URLError):
             return Answer(None, None, time.monotonic() - started)
         return Answer(status, json.loads(raw or b"null"), time.monotonic() - started)
 
@@ -261,8 +260,7 @@ def _writer_backend(database_url: str) -> int | None:
     it is idle between batches."""
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
-            "SELECT pid FROM pg_stat_activity"
-            " WHERE state = 'idle' AND query = 'COMMIT'"
+            "SELECT pid FROM pg_stat_activity WHERE state = 'idle' AND query = 'COMMIT'"
         ).fetchone()
     return row[0] if row else None
 
