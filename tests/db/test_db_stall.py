@@ -47,7 +47,7 @@ HISTORY_PATHS = [
     f"/api/v1/ticker?symbol={MARKET}",
     f"/api/v1/orders/history?market={MARKET}&user_id=maker",
     f"/api/v1/fills?market={MARKET}&user_id=maker",
-    "/api/v1/order?order_id=987654321&user_id=maker",  # not in the engine: looked up in history
+    "/api/v1/order?client_order_id=never-placed&user_id=maker",  # not in the engine: history
     f"/backpack/api/v1/trades?symbol={MARKET}",
     "/backpack/api/v1/tickers",
 ]
