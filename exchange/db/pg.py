@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# libpq's connect_timeout is whole seconds, at least 2.
-CONNECT_TIMEOUT_S = 2
+# libpq's connect_timeout is whole seconds, at least this (0 would mean "wait forever").
+MIN_CONNECT_TIMEOUT_S = 2
 # TCP (libpq parameters): probe a connection idle for 5 s every 2 s and drop it after 3 probes
 # go unanswered; drop one whose sent data stays unacknowledged for 20 s. Both catch a vanished
 # peer; a stopped server on a live host still acknowledges, which only the call deadline catches.
@@ -75,13 +75,13 @@ _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def connection_options(
-    *, application: str, timeout_s: float, connect_timeout_s: int = CONNECT_TIMEOUT_S
+    *, application: str, timeout_s: float, connect_timeout_s: int
 ) -> dict[str, Any]:
     """psycopg.connect keyword arguments that bound how long a connection can hang."""
     return {
         "autocommit": True,
         "application_name": application,
-        "connect_timeout": max(2, int(connect_timeout_s)),
+        "connect_timeout": max(MIN_CONNECT_TIMEOUT_S, int(connect_timeout_s)),
         **TCP_OPTIONS,
         "options": f"-c statement_timeout={max(1, int(timeout_s * 1000))}",
     }
@@ -167,7 +167,7 @@ class DedicatedConnection:
         *,
         timeout_s: float,
         application: str,
-        connect_timeout_s: int = CONNECT_TIMEOUT_S,
+        connect_timeout_s: int,
         setup: Callable[[psycopg.Connection], None] | None = None,
     ) -> None:
         self._url = url
@@ -230,9 +230,9 @@ class PooledConnections:
         url: str,
         *,
         timeout_s: float,
-        max_size: int = 4,
-        application: str = "exchange-history",
-        connect_timeout_s: int = CONNECT_TIMEOUT_S,
+        max_size: int,
+        application: str,
+        connect_timeout_s: int,
     ) -> None:
         self._timeout_s = timeout_s
         self._pool = psycopg_pool.ConnectionPool(

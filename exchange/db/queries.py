@@ -30,7 +30,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from exchange.db import statements
-from exchange.db.pg import CONNECT_TIMEOUT_S, PooledConnections
+from exchange.db.pg import PooledConnections
 from exchange.money import format_decimal
 from exchange.settings import Settings
 
@@ -123,7 +123,7 @@ class HistoryQueries:
         *,
         max_connections: int = 4,
         timeout_s: float = _DEFAULTS.db_query_timeout_s,
-        connect_timeout_s: int = CONNECT_TIMEOUT_S,
+        connect_timeout_s: int = _DEFAULTS.db_connect_timeout_s,
         application: str = "exchange-history",
     ) -> None:
         self._pool = PooledConnections(
