@@ -1,4 +1,4 @@
-"""psycopg for trio: blocking calls in worker threads, each bounded in time, failures as 503s.
+"""psycopg for trio: blocking calls in worker threads, each bounded in time.
 
 This is the one place the programs touch psycopg's connections. Work is a plain function
 ``fn(conn, *args)`` that runs whole in a ``trio.to_thread`` worker, behind a CapacityLimiter, so
@@ -134,8 +134,13 @@ def _shut_down(conn: psycopg.Connection) -> None:
     closes as usual; shutdown acts on the socket itself, not on one descriptor.
     """
     try:
-        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        fd = os.dup(conn.fileno())
     except (OSError, psycopg.Error):
+        return
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        os.close(fd)
         return
     with sock, contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
