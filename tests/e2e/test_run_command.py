@@ -104,9 +104,7 @@ class Newcomer:
 
 
 def funded(balances: dict) -> bool:
-    return all(
-        balances[asset] == {"available": "1000000", "locked": "0"} for asset in ASSETS
-    )
+    return all(balances[asset] == {"available": "1000000", "locked": "0"} for asset in ASSETS)
 
 
 def test_run_command_from_a_clean_copy(tmp_path: Path) -> None:
