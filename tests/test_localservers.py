@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import psycopg
@@ -58,10 +59,30 @@ def test_each_test_gets_its_own_database(postgres_server: PostgresServer) -> Non
         assert conn.execute("select to_regclass('only_in_first')").fetchone() == (None,)
 
 
+def test_ensure_database_creates_once_and_keeps_what_is_there(
+    postgres_server: PostgresServer,
+) -> None:
+    url = postgres_server.ensure_database("t_ensured")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create table kept (x int)")
+        conn.execute("insert into kept values (7)")
+    assert postgres_server.ensure_database("t_ensured") == url
+    with psycopg.connect(url) as conn:
+        assert conn.execute("select x from kept").fetchall() == [(7,)]
+
+
+def _get(server: RedisServer, key: str) -> bytes | None:
+    client = server.client()
+    try:
+        return client.get(key)
+    finally:
+        client.close()
+
+
 def test_redis_keeps_aof_data_across_kill(tmp_path: Path) -> None:
     with RedisServer.start(tmp_path / "redis") as server:
         client = server.client()
-        client.set("survivor", "1")
+        client.set("survivor", "1")  # everysec: in the AOF (the kernel's) before the reply
         client.close()
         pid = server.pid
         assert pid is not None
@@ -69,13 +90,18 @@ def test_redis_keeps_aof_data_across_kill(tmp_path: Path) -> None:
         server.kill()  # SIGKILL: no shutdown save, only the AOF can bring the key back
         assert not server.running
         assert not _alive(pid)
-
         server.restart()
-        client = server.client()
-        try:
-            assert client.get("survivor") == b"1"
-        finally:
-            client.close()
+        assert _get(server, "survivor") == b"1"
+
+        # Killed by someone else (kill -9, the OOM killer): it says how, and restarts.
+        assert server.running and server.exit_code is None
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGKILL)
+        os.waitid(os.P_PID, server.pid, os.WEXITED | os.WNOWAIT)
+        assert not server.running
+        assert server.exit_code == -signal.SIGKILL
+        server.restart()
+        assert _get(server, "survivor") == b"1"
 
 
 @pytest.mark.slow
