@@ -30,7 +30,7 @@ from pathlib import Path
 
 import trio
 
-from exchange import serverbinaries
+from exchange import serverbinaries, settings
 from exchange.errors import ConfigError
 from exchange.localservers import LocalServerError, PostgresServer, RedisServer, free_port
 from exchange.markets import load_config
@@ -406,6 +406,7 @@ def main() -> None:
     if args.action == "up":
         secure = args.secure or os.environ.get("EXCHANGE_AUTH") == "apikey"
         try:
+            settings.load()  # a malformed setting stops us here, before anything starts
             trio.run(run, Stack(data_dir, secure))
         except (ConfigError, LocalServerError) as exc:
             raise SystemExit(f"just up: {exc}") from None

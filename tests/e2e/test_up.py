@@ -92,7 +92,7 @@ class OrderFlow(threading.Thread):
     """User 1 bids 1 TATA at 100, user 2 sells 1 at market into it, again and again; every order
     that got a 200 is kept."""
 
-    MAX_PAIRS = 400  # a user's history and fills are read in one page of at most 1000
+    MAX_ACKNOWLEDGED = 1000  # a user's history and fills are read in one page of at most 1000
 
     def __init__(self, api: str) -> None:
         super().__init__(daemon=True)
@@ -106,7 +106,7 @@ class OrderFlow(threading.Thread):
             {"price": "100", "quantity": "1", "side": "buy", "user_id": "1"},
             {"type": "market", "quantity": "1", "side": "sell", "user_id": "2"},
         ]
-        for _ in range(self.MAX_PAIRS):
+        while len(self.acknowledged) < self.MAX_ACKNOWLEDGED:
             for order in orders:
                 if self.done.is_set():
                     return
