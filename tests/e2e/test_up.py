@@ -98,7 +98,6 @@ class OrderFlow(threading.Thread):
         super().__init__(daemon=True)
         self.api = api
         self.acknowledged: list[tuple[str, str]] = []  # (user_id, order_id)
-        self.refused = Counter[int]()
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -119,8 +118,7 @@ class OrderFlow(threading.Thread):
                 if status == 200:
                     self.acknowledged.append((order["user_id"], body["order_id"]))  # type: ignore[index]
                 else:
-                    self.refused[status] += 1
-                    time.sleep(0.05)
+                    time.sleep(0.05)  # an outage: refused, or its outcome unknown
 
     def wait_for_more(self, count: int, timeout_s: float = 60) -> None:
         target = len(self.acknowledged) + count
@@ -146,6 +144,9 @@ def test_up_restarts_its_redis_and_postgres_when_they_are_killed(tmp_path: Path)
             redis_pid = client.info("server")["process_id"]
             client.close()
             _kill_and_wait_back(up, "redis", redis_pid, times=1)
+            client = redis.Redis(port=state["redis_port"])
+            assert client.info("server")["process_id"] != redis_pid
+            client.close()
             flow.wait_for_more(40)
             postmaster_pid = int((var / "postgres" / "postmaster.pid").read_text().split()[0])
             _kill_and_wait_back(up, "postgres", postmaster_pid, times=1)
@@ -153,7 +154,8 @@ def test_up_restarts_its_redis_and_postgres_when_they_are_killed(tmp_path: Path)
         finally:
             flow.done.set()
             flow.join(30)
-        assert flow.refused, "the outages were noticed"
+        # (Refusals during the outages are allowed, not required: a restart can be quick enough
+        # for every request to ride it out.)
 
         for user in "12":
             status, _ = request("DELETE", f"{api}/api/v1/orders?user_id={user}")
