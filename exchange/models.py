@@ -50,10 +50,17 @@ class OrderStatus(enum.StrEnum):
     CANCELLED = "cancelled"
     EXPIRED = "expired"
     REJECTED = "rejected"
+    TRIGGER_PENDING = "trigger_pending"  # a stop order waiting for its trigger price
 
     @property
     def is_open(self) -> bool:
-        return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+        """Listed by the open-orders query and cancellable (resting or waiting to trigger)."""
+        return self in _OPEN_STATUSES
+
+
+_OPEN_STATUSES = frozenset(
+    (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.TRIGGER_PENDING)
+)
 
 
 # --- commands (state-changing, logged) ---------------------------------------------------------
@@ -61,7 +68,11 @@ class OrderStatus(enum.StrEnum):
 
 @attrs.frozen
 class PlaceOrder:
-    """Place an order. A market buy gives ``quantity`` or ``quote_quantity`` (quote minor units)."""
+    """Place an order. A market buy gives ``quantity`` or ``quote_quantity`` (quote minor units).
+
+    With ``trigger_price`` (ticks) it is a stop order: it waits, off the book, until a trade in
+    its market prints at or through that price (see :mod:`exchange.engine.stops`).
+    """
 
     user_id: str
     market: str
@@ -74,6 +85,7 @@ class PlaceOrder:
     post_only: bool = False
     client_order_id: str | None = None
     self_trade_prevention: SelfTradePrevention = SelfTradePrevention.CANCEL_TAKER
+    trigger_price: int | None = None
 
 
 @attrs.frozen
@@ -172,7 +184,11 @@ class Fill:
 
 @attrs.frozen
 class OrderView:
-    """An order's state at one moment (what the contract calls an order object)."""
+    """An order's state at one moment (what the contract calls an order object).
+
+    ``trigger_price`` is set on stop orders; ``triggered_at`` (ms) once the stop has triggered.
+    Both come last, with defaults, so that views encoded before stop orders existed still decode.
+    """
 
     order_id: int
     user_id: str
@@ -192,6 +208,8 @@ class OrderView:
     created_at: int
     updated_at: int
     fills: tuple[Fill, ...] = ()
+    trigger_price: int | None = None
+    triggered_at: int | None = None
 
 
 @attrs.frozen

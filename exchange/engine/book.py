@@ -7,6 +7,7 @@ deque (O(n) removal) or a linked list (more Python objects per order) would not 
 
 The book also counts level changes for the market's depth update-id sequence: every level whose
 total changed during a command takes the next id when :meth:`Book.take_depth_change` is called.
+Stop orders waiting for their trigger are not here (:mod:`.stops`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from exchange.models import (
 @attrs.define(eq=False)
 class Order:
     """An order's mutable state inside the engine (``remaining`` in lots, ``locked`` in minor
-    units of the asset it spends)."""
+    units of the asset it spends). A stop order waits in :mod:`.stops`, not in a book."""
 
     order_id: int
     user_id: str
@@ -53,6 +54,8 @@ class Order:
     executed_quote_quantity: int = 0
     status: OrderStatus = OrderStatus.NEW
     fills: list[Fill] = attrs.Factory(list)
+    trigger_price: int | None = None
+    triggered_at: int | None = None
 
     def view(self, with_fills: bool = False) -> OrderView:
         return OrderView(
@@ -74,6 +77,8 @@ class Order:
             self.created_at,
             self.updated_at,
             tuple(self.fills) if with_fills else (),
+            self.trigger_price,
+            self.triggered_at,
         )
 
 
@@ -86,7 +91,8 @@ class Book:
         self._prices = {Side.BUY: SortedList(), Side.SELL: SortedList()}
         self._levels: dict[Side, dict[int, dict[int, Order]]] = {Side.BUY: {}, Side.SELL: {}}
         self._totals: dict[Side, dict[int, int]] = {Side.BUY: {}, Side.SELL: {}}
-        self._changed: dict[tuple[Side, int], None] = {}
+        # (side, price) → the level's total before this command changed it
+        self._changed: dict[tuple[Side, int], int] = {}
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -135,35 +141,42 @@ class Book:
         side, price = order.side, order.price
         levels = self._levels[side]
         level = levels.get(price)
+        totals = self._totals[side]
         if level is None:
             level = levels[price] = {}
             self._prices[side].add(price)
-            self._totals[side][price] = 0
+            totals[price] = 0
         level[order.order_id] = order
-        self._totals[side][price] += order.remaining
-        self._changed[(side, price)] = None
+        self._note_change(side, price, totals[price])
+        totals[price] += order.remaining
 
     def remove(self, order: Order) -> None:
         """Take a resting order out of the book."""
         side, price = order.side, order.price
         level = self._levels[side][price]
         del level[order.order_id]
+        self._note_change(side, price, self._totals[side][price])
         self._totals[side][price] -= order.remaining
         if not level:
             self._drop_level(side, price)
-        self._changed[(side, price)] = None
 
     def reduce(self, order: Order, lots: int) -> None:
         """A resting order traded ``lots``; it leaves the book when nothing remains."""
         side, price = order.side, order.price
         order.remaining -= lots
+        self._note_change(side, price, self._totals[side][price])
         self._totals[side][price] -= lots
         if order.remaining == 0:
             level = self._levels[side][price]
             del level[order.order_id]
             if not level:
                 self._drop_level(side, price)
-        self._changed[(side, price)] = None
+
+    def _note_change(self, side: Side, price: int, total_before: int) -> None:
+        """Remember a level's total from before the first change of this command."""
+        key = (side, price)
+        if key not in self._changed:
+            self._changed[key] = total_before
 
     def _drop_level(self, side: Side, price: int) -> None:
         del self._levels[side][price]
@@ -171,14 +184,21 @@ class Book:
         self._prices[side].remove(price)
 
     def take_depth_change(self, timestamp: int) -> DepthChanged | None:
-        """The levels changed since the last call, each taking the next update id."""
+        """The levels whose total changed since the last call, each taking the next update id.
+
+        A level that changed and came back (a stop triggered by a trade can rest where the trade
+        took) is no change.
+        """
         if not self._changed:
             return None
         bids, asks = [], []
-        for side, price in self._changed:
-            entry = (price, self._totals[side].get(price, 0))
-            (bids if side is Side.BUY else asks).append(entry)
+        for (side, price), total_before in self._changed.items():
+            total = self._totals[side].get(price, 0)
+            if total != total_before:
+                (bids if side is Side.BUY else asks).append((price, total))
         self._changed.clear()
+        if not bids and not asks:
+            return None
         bids.sort(reverse=True)
         asks.sort()
         first = self.update_id + 1

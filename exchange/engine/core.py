@@ -2,11 +2,13 @@
 
 Placing an order reads as its stages, in order:
 
-    validate → deduplicate client id → hold funds → (post-only / FOK checks) → match → settle
-    → rest or expire the remainder → emit events
+    validate → deduplicate client id → hold funds → (a stop order waits here) → (post-only / FOK
+    checks) → match → settle → rest or expire the remainder → run the stops its trades triggered
+    → emit events
 
-The book (:mod:`.book`) knows orders, the ledger (:mod:`.ledger`) knows balances; this module is
-the only one that knows both. Rejections are values (:class:`~exchange.models.Rejection`), never
+The book (:mod:`.book`) knows orders, the ledger (:mod:`.ledger`) knows balances, the pending
+stops (:mod:`.stops`) know the orders waiting for a trigger price; this module is the only one
+that knows them all. Rejections are values (:class:`~exchange.models.Rejection`), never
 exceptions, and a rejected command changes nothing. The engine reads no clock: the sequence number
 and timestamp of every command are given to :meth:`Engine.apply`, so replaying the same log gives
 the same ids, the same events and the same state.
@@ -22,6 +24,7 @@ from collections.abc import Callable
 
 from exchange.engine.book import Book, Order
 from exchange.engine.ledger import Ledger
+from exchange.engine.stops import PendingStops, validate_trigger
 from exchange.errors import ErrorCode
 from exchange.markets import Market, MarketConfig
 from exchange.models import (
@@ -63,6 +66,7 @@ LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
 GTC, FOK = TimeInForce.GTC, TimeInForce.FOK
 NEW, PARTIALLY_FILLED, FILLED = OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED
 CANCELLED, EXPIRED, REJECTED = OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED
+TRIGGER_PENDING = OrderStatus.TRIGGER_PENDING
 _CANCELS_MAKER = (SelfTradePrevention.CANCEL_MAKER, SelfTradePrevention.CANCEL_BOTH)
 _CANCELS_TAKER = (SelfTradePrevention.CANCEL_TAKER, SelfTradePrevention.CANCEL_BOTH)
 
@@ -128,6 +132,9 @@ class Engine:
         self.config = config
         self.closed_order_retention = closed_order_retention
         self.books = {symbol: Book(symbol) for symbol in config.markets}
+        self.stops = {symbol: PendingStops() for symbol in config.markets}
+        # Stops triggered by the command being applied, in the order they run (see .stops).
+        self._triggered: deque[Order] = deque()
         self.ledger = Ledger()
         self.orders: dict[int, Order] = {}
         self.open_orders: dict[str, dict[int, Order]] = {}
@@ -172,6 +179,10 @@ class Engine:
         if market is None:
             return reject(ErrorCode.INVALID_MARKET, f"unknown market {cmd.market!r}")
         rejection = validate_order(cmd, market)
+        if rejection is None and cmd.trigger_price is not None:
+            rejection = validate_trigger(cmd, market) or self.stops[market.symbol].refuse(
+                cmd.trigger_price
+            )
         if rejection is not None:
             return Outcome(rejection)
         if cmd.client_order_id is not None:
@@ -186,15 +197,20 @@ class Engine:
                 hold = market.quote_units(cmd.price, cmd.quantity)
             elif cmd.quote_quantity is not None:
                 hold = cmd.quote_quantity
+            elif cmd.trigger_price is not None:
+                hold = 0  # a stop market buy by quantity spends what is available when it runs
             else:  # a market buy by quantity may spend whatever quote is available
                 hold = self.ledger.available(cmd.user_id, asset)
         else:
             asset = market.base.name
             hold = market.base_units(cmd.quantity)
-        if hold <= 0 or self.ledger.available(cmd.user_id, asset) < hold:
+        available = self.ledger.available(cmd.user_id, asset)
+        if available < hold or (hold <= 0 and cmd.trigger_price is None):
             return reject(ErrorCode.INSUFFICIENT_FUNDS, f"not enough {asset} available")
 
         order = self._new_order(cmd)
+        if cmd.trigger_price is not None:
+            return self._wait_for_trigger(market, order, asset, hold)
         book = self.books[market.symbol]
         if cmd.post_only and self._would_take(book, order):
             return self._close_unfilled(order, REJECTED)
@@ -204,6 +220,25 @@ class Engine:
         self.ledger.hold(order.user_id, asset, hold)
         order.locked = hold
         events: list[Event] = []
+        # The reply and the taker's event share one view (fills included) to build it once.
+        view = self._execute(market, book, order, asset, events)
+        events.append(OrderUpdated(view))
+        if self._triggered:
+            self._run_triggered(events)
+        events.extend(self.ledger.take_changes())
+        depth = book.take_depth_change(self.now)
+        if depth is not None:
+            events.append(depth)
+        return Outcome(view, events)
+
+    def _execute(
+        self, market: Market, book: Book, order: Order, asset: str, events: list[Event]
+    ) -> OrderView:
+        """Match an order whose funds are held, rest or close it, and emit the makers' events.
+
+        Returns the order's view (with fills) for the caller to emit: a placement replies with
+        it, a triggered stop emits it only if matching changed the order.
+        """
         makers: dict[int, Order] = {}
         stopped_by_stp, out_of_funds = self._match(market, book, order, events, makers)
 
@@ -231,17 +266,50 @@ class Engine:
             self.ledger.release(order.user_id, asset, order.locked)
             order.locked = 0
             self._retire(order)
-
         for maker in makers.values():
             events.append(OrderUpdated(maker.view()))
-        # The reply and the taker's event share one view (fills included) to build it once.
+        return order.view(with_fills=True)
+
+    # --- stop orders ---------------------------------------------------------------------------
+
+    def _wait_for_trigger(self, market: Market, order: Order, asset: str, hold: int) -> Outcome:
+        """Hold a stop order's funds and let it wait for its trigger price, off the book."""
+        if hold:
+            self.ledger.hold(order.user_id, asset, hold)
+            order.locked = hold
+        order.status = TRIGGER_PENDING
+        self.stops[market.symbol].add(order)
+        self.open_orders.setdefault(order.user_id, {})[order.order_id] = order
         view = order.view(with_fills=True)
-        events.append(OrderUpdated(view))
-        events.extend(self.ledger.take_changes())
-        depth = book.take_depth_change(self.now)
-        if depth is not None:
-            events.append(depth)
-        return Outcome(view, events)
+        return Outcome(view, [OrderUpdated(view), *self.ledger.take_changes()])
+
+    def _run_triggered(self, events: list[Event]) -> None:
+        """Run the triggered stops, and those their trades trigger, as ordinary orders."""
+        triggered = self._triggered
+        while triggered:
+            order = triggered.popleft()
+            market = self.config.markets[order.market]
+            order.status = NEW
+            order.triggered_at = order.updated_at = self.now
+            if order.side is BUY:
+                asset = market.quote.name
+                if order.type is MARKET and order.quote_quantity is None:
+                    hold = self.ledger.available(order.user_id, asset)
+                    if hold <= 0:  # what Backpack calls TriggerFailed
+                        order.status = REJECTED
+                        order.remaining = 0
+                        self._retire(order)
+                        events.append(OrderUpdated(order.view()))
+                        continue
+                    self.ledger.hold(order.user_id, asset, hold)
+                    order.locked = hold
+            else:
+                asset = market.base.name
+            triggered_view = order.view()
+            events.append(OrderUpdated(triggered_view))
+            view = self._execute(market, self.books[order.market], order, asset, events)
+            if view != triggered_view:
+                events.append(OrderUpdated(view))
 
     def _new_order(self, cmd: PlaceOrder) -> Order:
         order = Order(
@@ -257,6 +325,7 @@ class Engine:
             time_in_force=cmd.time_in_force,
             post_only=cmd.post_only,
             self_trade_prevention=cmd.self_trade_prevention,
+            trigger_price=cmd.trigger_price,
             created_at=self.now,
             updated_at=self.now,
             # A buy by quote amount wants "as many lots as the money buys".
@@ -402,6 +471,10 @@ class Engine:
             self._retire(maker)
         else:
             maker.status = PARTIALLY_FILLED
+        stops = self.stops[market.symbol]
+        stops.last_price = price
+        if price >= stops.rise_at or price <= stops.fall_at:
+            self._triggered.extend(stops.take_triggered(price))
         events.append(
             TradeExecuted(
                 trade_id,
@@ -427,7 +500,10 @@ class Engine:
         self._take_off_book(market, book, order, EXPIRED)
 
     def _take_off_book(self, market: Market, book: Book, order: Order, status: OrderStatus) -> None:
-        book.remove(order)
+        if order.status is TRIGGER_PENDING:
+            self.stops[market.symbol].remove(order)
+        else:
+            book.remove(order)
         self.ledger.release(order.user_id, self._locked_asset(market, order), order.locked)
         order.locked = 0
         order.status = status
@@ -452,7 +528,9 @@ class Engine:
         self._take_off_book(market, book, order, CANCELLED)
         events: list[Event] = [OrderUpdated(order.view())]
         events.extend(self.ledger.take_changes())
-        events.append(book.take_depth_change(self.now))
+        depth = book.take_depth_change(self.now)  # (none for a stop that was waiting)
+        if depth is not None:
+            events.append(depth)
         return Outcome(order.view(with_fills=True), events)
 
     def _cancel_all(self, cmd: CancelAll) -> Outcome:
@@ -474,7 +552,9 @@ class Engine:
             events.append(OrderUpdated(order.view()))
         events.extend(self.ledger.take_changes())
         for symbol in sorted({order.market for order in chosen}):
-            events.append(self.books[symbol].take_depth_change(self.now))
+            depth = self.books[symbol].take_depth_change(self.now)
+            if depth is not None:
+                events.append(depth)
         return Outcome([order.view(with_fills=True) for order in chosen], events)
 
     def _retire(self, order: Order) -> None:

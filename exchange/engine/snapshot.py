@@ -5,6 +5,11 @@ state. Orders are fixed-order arrays (the field list is written in the snapshot 
 list each level's order ids in time priority, and everything derivable (open orders per user,
 client-id index) is rebuilt on load. JSON keeps snapshots readable and portable across Python
 versions, which pickle would not; zlib keeps them small.
+
+Version 2 added stop orders: each book also holds its market's last trade price and the ids of
+its waiting stops by trigger (``rising`` and ``falling``, in triggering order). A version 1
+snapshot still loads: its orders lack the trigger fields (they default to none), no stop waits,
+and each market's last trade price is that of the newest fill the remembered orders hold.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import orjson
 
 from exchange.engine.book import Book, Order
 from exchange.engine.core import Engine
+from exchange.engine.stops import PendingStops
 from exchange.markets import MarketConfig
 from exchange.models import (
     Fill,
@@ -29,7 +35,8 @@ from exchange.models import (
 )
 
 FORMAT = "exchange-engine-snapshot"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 ORDER_FIELDS = [f.name for f in attrs.fields(Order)]
 _ENUMS = {
     "side": Side,
@@ -63,7 +70,14 @@ def to_state(engine: Engine) -> dict:
             sides[side.value] = [
                 [price, list(book.level(side, price))] for price, _ in book.levels(side)
             ]
-        books[symbol] = {"update_id": book.update_id, **sides}
+        stops = engine.stops[symbol]
+        books[symbol] = {
+            "update_id": book.update_id,
+            **sides,
+            "last_price": stops.last_price,
+            "rising": stops.levels(rising=True),
+            "falling": stops.levels(rising=False),
+        }
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -83,8 +97,9 @@ def to_state(engine: Engine) -> dict:
 
 def from_state(state: dict, config: MarketConfig) -> Engine:
     """Rebuild an engine from :func:`to_state` data. Raises SnapshotError."""
-    if state.get("format") != FORMAT or state.get("version") != VERSION:
-        raise SnapshotError(f"not a version {VERSION} engine snapshot")
+    version = state.get("version")
+    if state.get("format") != FORMAT or version not in READABLE_VERSIONS:
+        raise SnapshotError(f"not an engine snapshot of version {READABLE_VERSIONS}")
     engine = Engine(config, closed_order_retention=state["closed_order_retention"])
     engine.seq = state["seq"]
     engine.now = state["now"]
@@ -118,14 +133,44 @@ def from_state(state: dict, config: MarketConfig) -> Engine:
                     book.add(engine.orders[order_id])
         book.take_depth_change(0)  # loading is not a change
         book.update_id = data["update_id"]
-    resting = sorted(
-        (order for book in engine.books.values() for order in book.resting_orders()),
+        if version >= 2:
+            stops = engine.stops[symbol] = PendingStops(data["last_price"])
+            for rising in (True, False):
+                for trigger, order_ids in data["rising" if rising else "falling"]:
+                    for order_id in order_ids:
+                        stops.restore(rising, trigger, engine.orders[order_id])
+    if version == 1:
+        for symbol, price in _last_prices_from_fills(engine).items():
+            engine.stops[symbol].last_price = price
+    open_orders = sorted(
+        (
+            order
+            for symbol, book in engine.books.items()
+            for orders in (book.resting_orders(), engine.stops[symbol].orders())
+            for order in orders
+        ),
         key=lambda order: order.order_id,
     )
-    for order in resting:
+    for order in open_orders:
         engine.open_orders.setdefault(order.user_id, {})[order.order_id] = order
     engine.ledger.take_changes()
     return engine
+
+
+def _last_prices_from_fills(engine: Engine) -> dict[str, int]:
+    """Each market's price of the newest trade any remembered order took part in.
+
+    Both orders of a market's newest trade are remembered unless more than the retention of
+    orders closed after it; then the newest remembered trade stands in for it.
+    """
+    newest: dict[str, tuple[int, int]] = {}
+    for order in engine.orders.values():
+        if order.fills:
+            fill = order.fills[-1]
+            held = newest.get(order.market)
+            if held is None or fill.trade_id > held[0]:
+                newest[order.market] = (fill.trade_id, fill.price)
+    return {symbol: price for symbol, (_, price) in newest.items()}
 
 
 def dumps(engine: Engine) -> bytes:
