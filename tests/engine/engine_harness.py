@@ -23,6 +23,7 @@ from exchange.models import (
     GetDepth,
     GetOpenOrders,
     GetOrder,
+    OrderStatus,
     OrderType,
     Outcome,
     PlaceOrder,
@@ -193,11 +194,15 @@ class Harness:
                     del levels[price]
 
     def check_books(self) -> None:
-        """Depth equals the event mirror and the aggregation of open orders; nothing crossed."""
+        """Depth equals the event mirror and the aggregation of open orders (stops waiting for
+        their trigger aside); nothing crossed."""
         open_orders = [
             order
             for user in list(self.engine.ledger.balances)
             for order in self.engine.query(GetOpenOrders(user))
+        ]
+        resting = [
+            order for order in open_orders if order.status is not OrderStatus.TRIGGER_PENDING
         ]
         for symbol in self.config.markets:
             depth = self.depth(symbol)
@@ -209,7 +214,7 @@ class Harness:
                 assert depth.bids[0][0] < depth.asks[0][0], "the book is never crossed"
             for side, levels in ((Side.BUY, depth.bids), (Side.SELL, depth.asks)):
                 totals: dict[int, int] = {}
-                for order in open_orders:
+                for order in resting:
                     if order.market == symbol and order.side is side:
                         remaining = order.quantity - order.executed_quantity
                         totals[order.price] = totals.get(order.price, 0) + remaining
@@ -217,18 +222,21 @@ class Harness:
         self.check_locked(open_orders)
 
     def check_locked(self, open_orders) -> None:
-        """Locked funds are exactly what open orders still need."""
+        """Locked funds are exactly what open orders still need (a waiting stop market buy: its
+        quote amount, or nothing when it buys by quantity)."""
         need: dict[tuple[str, str], int] = {}
         for order in open_orders:
             market = self.market(order.market)
-            remaining = order.quantity - order.executed_quantity
-            if order.side is Side.BUY:
-                key, amount = (
-                    (order.user_id, market.quote.name),
-                    market.quote_units(order.price, remaining),
-                )
-            else:
+            if order.side is Side.SELL:
+                remaining = order.quantity - order.executed_quantity
                 key, amount = (order.user_id, market.base.name), market.base_units(remaining)
+            elif order.type is OrderType.MARKET:
+                assert order.status is OrderStatus.TRIGGER_PENDING
+                key, amount = (order.user_id, market.quote.name), order.quote_quantity or 0
+            else:
+                remaining = order.quantity - order.executed_quantity
+                key = (order.user_id, market.quote.name)
+                amount = market.quote_units(order.price, remaining)
             need[key] = need.get(key, 0) + amount
         for (user, asset), (_available, locked) in self.ledger_copy().items():
             assert locked == need.get((user, asset), 0), f"locked of {user} {asset}"

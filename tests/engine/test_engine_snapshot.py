@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import orjson
 import pytest
@@ -18,6 +19,7 @@ from exchange.models import (
     GetDepth,
     GetOpenOrders,
     GetOrder,
+    OrderStatus,
     OrderType,
     PlaceOrder,
     Side,
@@ -26,7 +28,8 @@ from exchange.models import (
 
 
 def busy_harness() -> Harness:
-    """An engine with resting, partially filled, closed and client-id'd orders in 3 markets."""
+    """An engine with resting, partially filled, closed and client-id'd orders in 3 markets, and
+    stop orders waiting on both sides of TATA_INR's last trade price (101)."""
     h = Harness(closed_order_retention=5)
     for user in ("alice", "bob"):
         h.fund(user, TATA=10_000, INR=10**7, BTC=10**9, USDT=10**13, ETH=10**9)
@@ -40,11 +43,17 @@ def busy_harness() -> Harness:
     h.sell("alice", 5_000, 10, symbol="ETH_BTC")
     h.buy("bob", 5_000, 4, symbol="ETH_BTC")  # fees go to the fee account
     h(PlaceOrder("bob", "TATA_INR", Side.BUY, OrderType.MARKET, quote_quantity=150))
+    h.sell("alice", 90, 1, trigger_price=100)
+    h.buy("bob", 200, 1, trigger_price=105, client_order_id="b-stop")
+    h(PlaceOrder("alice", "TATA_INR", Side.BUY, OrderType.MARKET, quantity=1, trigger_price=103))
+    h.sell("bob", 120, 1, trigger_price=104)
     return h
 
 
 MORE = [
     PlaceOrder("bob", "TATA_INR", Side.SELL, price=100, quantity=6),
+    PlaceOrder("alice", "TATA_INR", Side.BUY, price=100, quantity=2),  # triggers the sell stop
+    CancelOrder("bob", "TATA_INR", client_order_id="b-stop"),
     PlaceOrder("alice", "BTC_USDT", Side.BUY, price=3_000_001, quantity=1),
     CancelOrder("bob", "BTC_USDT", client_order_id="b-2"),
     PlaceOrder("alice", "TATA_INR", Side.BUY, price=99, quantity=1, client_order_id="a-1"),
@@ -84,6 +93,39 @@ def test_restore_then_continue_equals_running_straight_through() -> None:
         ]
         assert codec.encode(resumed.reply) == codec.encode(straight.reply)
     assert snapshot.state_hash(restored) == snapshot.state_hash(h.engine)
+    open_stops = [
+        (o.trigger_price, o.status, o.triggered_at)
+        for user in ("alice", "bob")
+        for o in restored.query(GetOpenOrders(user))
+        if o.trigger_price is not None
+    ]
+    assert sorted(open_stops) == [
+        (100, OrderStatus.NEW, h.ts + 2),  # triggered after the restore, rests at 90
+        (103, OrderStatus.TRIGGER_PENDING, None),
+        (104, OrderStatus.TRIGGER_PENDING, None),
+    ]
+
+
+def test_a_version_1_snapshot_loads_as_the_same_history_run_today() -> None:
+    """Format 1 (before stop orders): no stops, and the last trade price read from the fills."""
+    old = (Path(__file__).parent / "snapshot_v1.json").read_bytes()
+    assert orjson.loads(old)["version"] == 1
+    loaded = snapshot.loads(zlib.compress(old), CONFIG)
+    h = Harness()  # the history that wrote snapshot_v1.json
+    for user in ("alice", "bob"):
+        h.fund(user, TATA=10_000, INR=10**7)
+    h.sell("bob", 101, 3, client_order_id="b-1")
+    h.sell("bob", 103, 4)
+    h.buy("alice", 101, 5)
+    h.buy("alice", 99, 1, client_order_id="a-1")
+    h(CancelOrder("alice", "TATA_INR", client_order_id="a-1"))
+    assert snapshot.state_hash(loaded) == snapshot.state_hash(h.engine)
+    assert loaded.stops["TATA_INR"].last_price == 101
+    assert loaded.stops["BTC_USDT"].last_price is None
+    stop = PlaceOrder("bob", "TATA_INR", Side.SELL, price=90, quantity=1, trigger_price=100)
+    assert loaded.apply(stop, seq=h.seq + 1, ts=h.ts + 1).reply.status is (
+        OrderStatus.TRIGGER_PENDING
+    )
 
 
 def test_equal_histories_give_equal_hashes_and_different_ones_do_not() -> None:
