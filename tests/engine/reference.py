@@ -7,10 +7,17 @@ command. It shares no code with :mod:`exchange.engine` beyond the records and ma
 (:meth:`Market.quote_units` / :meth:`Market.base_units`), so the property tests compare two
 independent implementations.
 
+Stop orders are orders with status ``trigger_pending`` that the book leaves out; after every
+trade, a scan of all of them finds those it reached (a trigger above the last price at placement
+by a trade at or above it, one below by a trade at or below it), in the order the price reached
+them, and queues them to run after the command as ordinary orders, cascades included. Time
+priority in a book is the order in which orders entered it (a stop: once triggered).
+
 Choices the contract leaves open follow the engine's documented ones: a market buy that cannot
 pay for one more lot at the next maker's price stops *before* self-trade prevention looks at that
 maker; a buy by ``quote_quantity`` that spent anything and stopped for lack of money (or spent it
-all) is ``filled``, otherwise ``expired``.
+all) is ``filled``, otherwise ``expired``; a stop market buy by quantity is accepted whatever the
+caller holds and, triggered with no quote available, ends ``rejected``.
 """
 
 from __future__ import annotations
@@ -64,6 +71,12 @@ class RefOrder:
     stp: SelfTradePrevention
     created_at: int
     updated_at: int
+    trigger_price: int | None = None
+    # A stop: the market's last trade price and next trade id when it was placed.
+    last_price_at_placement: int | None = None
+    first_trade_id_after: int = 0
+    triggered_at: int | None = None
+    entered_book: int | None = None  # time priority: when it first rested (a stop: once triggered)
     locked: int = 0
     executed: int = 0
     executed_quote: int = 0
@@ -97,7 +110,14 @@ class RefOrder:
             self.created_at,
             self.updated_at,
             tuple(self.fills),
+            self.trigger_price,
+            self.triggered_at,
         )
+
+    @property
+    def rising(self) -> bool:
+        """A stop waiting for a trade at or above its trigger (else at or below)."""
+        return self.trigger_price > self.last_price_at_placement
 
 
 @dataclass
@@ -120,8 +140,12 @@ class Reference:
         self.orders: list[RefOrder] = []  # every order still remembered
         self.closed: list[int] = []  # ids in the order they closed
         self.update_ids = dict.fromkeys(config.markets, 0)
+        self.last_price: dict[str, int | None] = dict.fromkeys(config.markets)
+        self.trades: list[TradeExecuted] = []  # every trade ever
+        self.triggered: list[RefOrder] = []  # stops to run before the command ends
         self.next_order_id = 1
         self.next_trade_id = 1
+        self.next_entry = 1  # counts orders entering a book
         self.now = 0
 
     # --- state reading ---------------------------------------------------------------------
@@ -144,11 +168,18 @@ class Reference:
                 return order
         return None
 
+    def pending_stops(self) -> list[RefOrder]:
+        return [o for o in self.orders if o.status is OrderStatus.TRIGGER_PENDING]
+
     def queue(self, market: str, side: Side) -> list[RefOrder]:
         """Resting orders of one side, best price first, then oldest first."""
-        orders = [o for o in self.open_orders() if o.market == market and o.side is side]
+        orders = [
+            o
+            for o in self.open_orders()
+            if o.market == market and o.side is side and o.status is not OrderStatus.TRIGGER_PENDING
+        ]
         sign = -1 if side is BUY else 1
-        return sorted(orders, key=lambda o: (sign * o.price, o.order_id))
+        return sorted(orders, key=lambda o: (sign * o.price, o.entered_book))
 
     def levels(self, market: str, side: Side) -> list[tuple[int, int]]:
         totals: dict[int, int] = {}
@@ -261,6 +292,15 @@ class Reference:
             return ErrorCode.INVALID_ORDER
         return self._validate_cid(cmd)
 
+    def validate_trigger(self, cmd: PlaceOrder, m: Market) -> ErrorCode | None:
+        if cmd.post_only or cmd.time_in_force is TimeInForce.FOK:
+            return ErrorCode.INVALID_ORDER
+        if not 0 < cmd.trigger_price <= m.max_ticks:
+            return ErrorCode.INVALID_PRICE
+        if self.last_price[m.symbol] in (None, cmd.trigger_price):
+            return ErrorCode.INVALID_PRICE
+        return None
+
     @staticmethod
     def _validate_cid(cmd: PlaceOrder) -> ErrorCode | None:
         cid = cmd.client_order_id
@@ -273,6 +313,8 @@ class Reference:
         if m is None:
             return RefOutcome(rejection(ErrorCode.INVALID_MARKET))
         code = self.validate(cmd, m)
+        if code is None and cmd.trigger_price is not None:
+            code = self.validate_trigger(cmd, m)
         if code is not None:
             return RefOutcome(rejection(code))
         if cmd.client_order_id is not None:
@@ -288,9 +330,11 @@ class Reference:
             need = m.quote_units(cmd.price, cmd.quantity)
         elif cmd.quote_quantity is not None:
             need = cmd.quote_quantity
+        elif cmd.trigger_price is not None:
+            need = 0  # a stop market buy by quantity locks nothing
         else:
             need = available  # a market buy by quantity may use all it has, but needs some
-        if need <= 0 or available < need:
+        if available < need or (need <= 0 and cmd.trigger_price is None):
             return RefOutcome(rejection(ErrorCode.INSUFFICIENT_FUNDS))
 
         order = RefOrder(
@@ -308,10 +352,18 @@ class Reference:
             cmd.self_trade_prevention,
             self.now,
             self.now,
+            cmd.trigger_price,
+            self.last_price[cmd.market],
+            self.next_trade_id,
         )
         self.next_order_id += 1
         self.orders.append(order)
         out = RefOutcome(None)
+        if cmd.trigger_price is not None:
+            self._lock(order, need)
+            order.status = OrderStatus.TRIGGER_PENDING
+            out.reply = order.view()
+            return out
 
         crossing = [o for o in self.queue(m.symbol, cmd.side.opposite) if self._crosses(order, o)]
         if cmd.post_only and crossing:
@@ -327,14 +379,40 @@ class Reference:
             if fillable < order.quantity:
                 return self._finish_unfilled(order, OrderStatus.EXPIRED, out)
 
-        self.bal(order.user_id, spend)[0] -= need
-        self.bal(order.user_id, spend)[1] += need
-        order.locked = need
+        self._lock(order, need)
+        self._execute(m, order, out)
+        out.reply = order.view()
+        while self.triggered:
+            self._run_triggered(m, self.triggered.pop(0), out)
+        return out
 
+    def _lock(self, order: RefOrder, amount: int) -> None:
+        m = self.config.markets[order.market]
+        entry = self.bal(order.user_id, m.quote.name if order.side is BUY else m.base.name)
+        entry[0] -= amount
+        entry[1] += amount
+        order.locked = amount
+
+    def _run_triggered(self, m: Market, order: RefOrder, out: RefOutcome) -> None:
+        order.status = OrderStatus.NEW
+        order.triggered_at = order.updated_at = self.now
+        if order.side is BUY and order.type is OrderType.MARKET and order.quantity is not None:
+            available = self.bal(order.user_id, m.quote.name)[0]
+            if available <= 0:
+                order.status = OrderStatus.REJECTED
+                self._closed(order)
+                return
+            self._lock(order, available)
+        self._execute(m, order, out)
+
+    def _execute(self, m: Market, order: RefOrder, out: RefOutcome) -> None:
+        """Match an order whose funds are locked; rest it or close it."""
         stopped_by_stp = out_of_money = False
         budget = order.type is OrderType.MARKET and order.side is BUY
         while order.remaining > 0:
-            queue = [o for o in self.queue(m.symbol, cmd.side.opposite) if self._crosses(order, o)]
+            queue = [
+                o for o in self.queue(m.symbol, order.side.opposite) if self._crosses(order, o)
+            ]
             if not queue:
                 break
             maker = queue[0]
@@ -366,11 +444,12 @@ class Reference:
         else:
             status = OrderStatus.EXPIRED
         order.status = status
-        if not status.is_open:
+        if status.is_open:
+            order.entered_book = self.next_entry
+            self.next_entry += 1
+        else:
             self._unlock(order)
             self._closed(order)
-        out.reply = order.view()
-        return out
 
     @staticmethod
     def _crosses(taker: RefOrder, maker: RefOrder) -> bool:
@@ -435,6 +514,17 @@ class Reference:
             self._closed(maker)
         else:
             maker.status = OrderStatus.PARTIALLY_FILLED
+        self.trades.append(out.trades[-1])
+        self.last_price[m.symbol] = price
+        reached = [
+            o
+            for o in self.pending_stops()
+            if o.market == m.symbol
+            and o not in self.triggered
+            and (o.trigger_price <= price if o.rising else o.trigger_price >= price)
+        ]
+        reached.sort(key=lambda o: (o.trigger_price if o.rising else -o.trigger_price, o.order_id))
+        self.triggered.extend(reached)
 
     def _unlock(self, order: RefOrder) -> None:
         m = self.config.markets[order.market]

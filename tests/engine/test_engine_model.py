@@ -4,7 +4,8 @@ After every command the replies and trades of both must be equal, and the engine
 keep the invariants (:class:`engine_harness.Harness` checks the per-command ones): funds
 conserved per asset, nothing negative, locked = what open orders need, the book never crossed,
 depth equal to the open orders and to the event stream, trades at the maker's price in
-price-time priority, nobody trading with himself. At the end of each run the whole log is replayed on a fresh engine:
+price-time priority, nobody trading with himself, and no stop order still waiting that a trade
+since its placement should have triggered. At the end of each run the whole log is replayed on a fresh engine:
 its events must be byte-identical (``codec.encode``) and its state hash equal. The run itself
 swaps its engine for a snapshot-restored copy at random points, so that replay also shows that
 snapshot → restore → continue gives the same events as running straight through.
@@ -38,6 +39,7 @@ from exchange.models import (
     GetDepth,
     GetOpenOrders,
     GetOrder,
+    OrderStatus,
     OrderType,
     Outcome,
     PlaceOrder,
@@ -69,9 +71,12 @@ SPREAD_TICKS = 2
 MAX_ORDER_MIN_LOTS = 12
 CLIENT_IDS = [None] * 6 + ["a", "b", "c"]  # few, so that repeats happen
 LIMIT_TIFS = [TimeInForce.GTC] * 3 + [TimeInForce.IOC, TimeInForce.FOK]
+STOP_SHARE = [False] * 2 + [True]  # a third of the orders have a trigger price
+TRIGGER_TICKS = 2  # triggers within this many ticks of the last trade price
 ACTIONS = (
     ["limit"] * 10
     + ["market"] * 3
+    + ["print"] * 2
     + ["cancel"] * 3
     + ["invalid", "cancel_all", "deposit", "withdraw", "get_order", "restore"]
 )
@@ -133,10 +138,12 @@ class EngineVersusReference(RuleBasedStateMachine):
         self.encoded.append([codec.encode(event) for event in outcome.events])
 
         assert normal(outcome.reply) == normal(expected.reply)
+        reply = outcome.reply
         if isinstance(command, PlaceOrder):
-            reply = outcome.reply
+            stop = "stop " if command.trigger_price is not None else ""
             tally(
-                f"{command.type} -> {reply.code if isinstance(reply, Rejection) else reply.status}"
+                f"{stop}{command.type} -> "
+                f"{reply.code if isinstance(reply, Rejection) else reply.status}"
             )
         trades = [e for e in outcome.events if isinstance(e, TradeExecuted)]
         assert trades == expected.trades
@@ -146,15 +153,30 @@ class EngineVersusReference(RuleBasedStateMachine):
             if type(e).__name__ == "DepthChanged"
         }
         assert depth == expected.depth
-        for event in outcome.events:
-            if type(event).__name__ == "OrderUpdated":
-                order = self.ref.find(event.order.order_id)
-                if order is not None:  # (None: closed long ago and forgotten by both)
-                    # (the taker's event also carries its fills: it is the reply's view)
-                    state = attrs.evolve(event.order, fills=())
-                    assert state == attrs.evolve(order.view(), fills=())
-        if queue is not None:
-            self.check_priority(command, queue, trades)
+        # An order's last event of the command is its state after it (triggered stops may
+        # change an order more than once in one command).
+        last_views = {
+            e.order.order_id: e.order for e in outcome.events if type(e).__name__ == "OrderUpdated"
+        }
+        for order_id, view in last_views.items():
+            order = self.ref.find(order_id)
+            if order is not None:  # (None: closed long ago and forgotten by both)
+                # (the taker's event also carries its fills: it is the reply's view)
+                assert attrs.evolve(view, fills=()) == attrs.evolve(order.view(), fills=())
+        own: list[TradeExecuted] = []  # the trades of the command's own order
+        if queue is not None and not isinstance(reply, Rejection):
+            taker_side = "buy_order_id" if command.side is Side.BUY else "sell_order_id"
+            own = [
+                t
+                for t in trades
+                if t.taker_side is command.side and getattr(t, taker_side) == reply.order_id
+            ]  # (it may also be the maker of a triggered stop)
+            self.check_priority(command, queue, own)
+        triggered = sum(1 for v in last_views.values() if v.triggered_at == ts)
+        if triggered:
+            tally(f"stops triggered by one command: {'3+' if triggered >= 3 else triggered}")
+            if len(trades) > len(own):
+                tally("triggered stops traded")
         if not isinstance(outcome.reply, Rejection):
             if isinstance(command, Deposit):
                 self.net[command.asset] = self.net.get(command.asset, 0) + command.amount
@@ -163,7 +185,11 @@ class EngineVersusReference(RuleBasedStateMachine):
         return outcome
 
     def priority_queue(self, command: PlaceOrder) -> list:
-        """The opposite side's open orders, in the order they must trade (before the command)."""
+        """The opposite side's open orders, in the order they must trade (before the command).
+
+        Within a price, time priority is when an order entered the book, which the reference
+        records (a stop enters it when it triggers, behind orders placed meanwhile).
+        """
         if command.market not in CONFIG.markets:
             return []
         side = command.side.opposite
@@ -171,10 +197,11 @@ class EngineVersusReference(RuleBasedStateMachine):
             o
             for user in self.users
             for o in self.h.engine.query(GetOpenOrders(user, command.market))
-            if o.side is side
+            if o.side is side and o.status is not OrderStatus.TRIGGER_PENDING
         ]
+        entered = {o.order_id: o.entered_book for o in self.ref.open_orders()}
         sign = -1 if side is Side.BUY else 1
-        return sorted(orders, key=lambda o: (sign * o.price, o.order_id))
+        return sorted(orders, key=lambda o: (sign * o.price, entered[o.order_id]))
 
     @staticmethod
     def check_priority(command: PlaceOrder, queue: list, trades: list[TradeExecuted]) -> None:
@@ -245,11 +272,20 @@ class EngineVersusReference(RuleBasedStateMachine):
         )
         self.run(Withdraw(user, asset, amount))
 
-    def order_options(self, data) -> dict:
+    def order_options(self, data, symbol: str) -> dict:
         return {
             "self_trade_prevention": data.draw(st.sampled_from(SelfTradePrevention), label="stp"),
             "client_order_id": data.draw(st.sampled_from(CLIENT_IDS), label="cid"),
+            "trigger_price": self.trigger(data, symbol),
         }
+
+    def trigger(self, data, symbol: str) -> int | None:
+        """Mostly none; else a few ticks around the last trade price (sometimes equal to it,
+        which is refused), so that stops trigger, cascade and wait."""
+        if not data.draw(st.sampled_from(STOP_SHARE), label="stop"):
+            return None
+        last = self.ref.last_price[symbol] or CENTRE_TICKS[symbol]
+        return last + data.draw(st.integers(-TRIGGER_TICKS, TRIGGER_TICKS), label="trigger")
 
     def do_limit(self, data) -> None:
         symbol = self.market(data)
@@ -258,6 +294,10 @@ class EngineVersusReference(RuleBasedStateMachine):
         post_only = data.draw(st.sampled_from([False, False, False, True]), label="post_only")
         if post_only:
             tif = TimeInForce.GTC
+        options = self.order_options(data, symbol)
+        if options["trigger_price"] is not None:  # (do_invalid tries post-only and FOK stops)
+            post_only = False
+            tif = TimeInForce.IOC if tif is TimeInForce.IOC else TimeInForce.GTC
         self.run(
             PlaceOrder(
                 self.user(data),
@@ -267,7 +307,7 @@ class EngineVersusReference(RuleBasedStateMachine):
                 quantity=self.quantity(data, symbol),
                 time_in_force=tif,
                 post_only=post_only,
-                **self.order_options(data),
+                **options,
             )
         )
 
@@ -306,9 +346,21 @@ class EngineVersusReference(RuleBasedStateMachine):
                 quantity=quantity,
                 quote_quantity=quote,
                 time_in_force=tif,
-                **self.order_options(data),
+                **self.order_options(data, symbol),
             )
         )
+
+    def do_print(self, data) -> None:
+        """A trade between two users at a drawn price (if the book lets it through): it moves the
+        last trade price, which stop orders wait on."""
+        symbol = self.market(data)
+        seller, buyer = data.draw(
+            st.lists(st.sampled_from(self.users), min_size=2, max_size=2, unique=True),
+            label="pair",
+        )
+        price, quantity = self.price(data, symbol), CONFIG.markets[symbol].min_lots
+        self.run(PlaceOrder(seller, symbol, Side.SELL, price=price, quantity=quantity))
+        self.run(PlaceOrder(buyer, symbol, Side.BUY, price=price, quantity=quantity))
 
     def do_invalid(self, data) -> None:
         symbol = self.market(data)
@@ -337,6 +389,20 @@ class EngineVersusReference(RuleBasedStateMachine):
                 quantity=qty,
                 post_only=True,
                 time_in_force=TimeInForce.IOC,
+            ),
+            PlaceOrder(user, symbol, sell, price=price, quantity=qty, trigger_price=0),
+            PlaceOrder(user, symbol, sell, market, quantity=qty, trigger_price=m.max_ticks + 1),
+            PlaceOrder(
+                user, symbol, buy, price=price, quantity=qty, post_only=True, trigger_price=price
+            ),
+            PlaceOrder(
+                user,
+                symbol,
+                buy,
+                price=price,
+                quantity=qty,
+                time_in_force=TimeInForce.FOK,
+                trigger_price=price,
             ),
         ]
         which = data.draw(st.integers(0, len(bad) - 1), label="which")
@@ -384,6 +450,22 @@ class EngineVersusReference(RuleBasedStateMachine):
             assert engine.query(GetOpenOrders(user)) == self.ref.query(GetOpenOrders(user))
         for symbol in self.markets:
             assert engine.query(GetDepth(symbol)) == self.ref.query(GetDepth(symbol))
+
+    @invariant()
+    def no_waiting_stop_should_have_triggered(self) -> None:
+        """No trade since a waiting stop's placement printed at or through its trigger."""
+        for user in self.users:
+            for view in self.h.engine.query(GetOpenOrders(user)):
+                if view.status is not OrderStatus.TRIGGER_PENDING:
+                    continue
+                placed = self.ref.find(view.order_id)
+                for trade in self.ref.trades:
+                    if trade.market != view.market or trade.trade_id < placed.first_trade_id_after:
+                        continue
+                    if placed.rising:
+                        assert trade.price < view.trigger_price, "a rising stop was reached"
+                    else:
+                        assert trade.price > view.trigger_price, "a falling stop was reached"
 
     @invariant()
     def funds_conserved(self) -> None:
