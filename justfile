@@ -56,9 +56,9 @@ fmt:
     {{ python }} -m ruff format .
     {{ python }} -m ruff check --fix .
 
-# Benchmark the matching engine.
-bench-engine:
-    {{ python }} benchmarks/bench_engine.py
+# Benchmark the matching engine (`just bench-engine --stop-share 0.05`: 5% of the flow stop orders).
+bench-engine *ARGS:
+    {{ python }} benchmarks/bench_engine.py {{ ARGS }}
 
 # Benchmark the engine service through Redis: 200,000+ commands, latency at light load and saturation.
 bench-engine-service *ARGS:

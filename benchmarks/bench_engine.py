@@ -3,7 +3,9 @@
 The flow (:mod:`exchange.testing.flow`, the same generator the engine tests use) is generated up
 front and not timed: about 55% passive limit orders near the touch, 25% cancels of open orders,
 15% crossing limit orders and 5% market orders, over 3 markets and 1,000 users who are first
-funded by Deposit commands (applied before the clock starts). Each command is then applied
+funded by Deposit commands (applied before the clock starts). ``--stop-share 0.05`` makes 5% of
+the commands stop orders instead (the other kinds keep their proportions): triggers a few ticks
+either side of the last trade, half market and half limit orders that cross when they trigger. Each command is then applied
 through ``Engine.apply`` and timed with ``time.perf_counter_ns``; besides the percentiles it
 prints the median by the number of trades a command made (each trade adds its records, the
 maker's order view and the settlement, which is what the tail is made of).
@@ -11,7 +13,8 @@ maker's order view and the settlement, which is what the tail is made of).
 The garbage collector is tuned as ``bin/engine`` tunes it (:func:`exchange.programs.tune_gc`):
 existing objects, here mostly the pre-generated commands, are frozen and collections are rarer.
 
-Usage: ``python benchmarks/bench_engine.py [--commands N] [--users N] [--seed N]``. The last
+Usage: ``python benchmarks/bench_engine.py [--commands N] [--users N] [--seed N]
+[--stop-share F]``. The last
 line printed is one JSON object. Diagnostics: ``--gc-off`` disables the garbage collector while
 timing (to see what its full collections cost), ``--profile FILE`` runs the timed loop under
 pyinstrument (``pip install pyinstrument``; timings are then inflated) and writes its report.
@@ -26,11 +29,13 @@ import sys
 import time
 from array import array
 
+import attrs
+
 from exchange.engine.core import Engine
 from exchange.markets import load_config
 from exchange.models import Rejection
 from exchange.programs import tune_gc
-from exchange.testing.flow import START_TS_MS, Flow, replay
+from exchange.testing.flow import START_TS_MS, Flow, Mix, replay
 
 
 def percentile_us(sorted_ns: array, fraction: float) -> float:
@@ -38,11 +43,21 @@ def percentile_us(sorted_ns: array, fraction: float) -> float:
     return round(sorted_ns[index] / 1000, 2)
 
 
+def mix_with_stops(share: float) -> Mix:
+    """The default mix with ``share`` of all commands made stop orders."""
+    mix = Mix()
+    others = mix.passive + mix.cancel + mix.crossing + mix.market
+    return attrs.evolve(mix, stop=others * share / (1 - share))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--stop-share", type=float, default=0.0, help="fraction of commands that are stop orders"
+    )
     parser.add_argument("--gc-off", action="store_true", help="no garbage collection while timing")
     parser.add_argument("--profile", metavar="FILE", help="write a pyinstrument report to FILE")
     args = parser.parse_args(argv)
@@ -50,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config()
     markets = sorted(config.markets)[:3]
     started = time.perf_counter()
-    flow = Flow(config, seed=args.seed, users=args.users, markets=markets)
+    flow = Flow(
+        config,
+        seed=args.seed,
+        users=args.users,
+        markets=markets,
+        mix=mix_with_stops(args.stop_share),
+    )
     commands = flow.commands(args.commands)
     print(
         f"generated {len(commands):,} commands (after {len(flow.funding):,} deposits) over "
@@ -114,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         "trades": trades,
         "p50_us_by_trades": p50_by_trades,
         "rejected": rejected,
+        "stop_share": args.stop_share,
+        "stops_triggered": flow.stops_triggered,
         "open_orders": sum(len(orders) for orders in engine.open_orders.values()),
         "users": args.users,
         "markets": markets,
@@ -132,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"trades {trades:,}  rejected {rejected:,}  open orders at the end "
-        f"{result['open_orders']:,}"
+        f"{result['open_orders']:,}  stops triggered {flow.stops_triggered:,}"
     )
     print(
         "p50 by trades per command (µs): "

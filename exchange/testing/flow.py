@@ -4,7 +4,9 @@ The mix follows a busy spot market: mostly passive limit orders a few ticks from
 of orders that are really open, crossing limit orders (GTC or IOC) and a few market orders (sells,
 buys by quantity, buys by quote amount). To aim near the touch and to cancel orders that exist,
 the generator keeps a private :class:`~exchange.engine.core.Engine` and applies every command it
-makes to it; a list of open order ids with swap-removal picks a random one in O(1). Sequence
+makes to it; a share of stop orders (none unless :class:`Mix` asks) waits a few ticks from the last
+trade price on either side, half of them market orders, half limit orders that cross when they
+trigger; a list of open order ids with swap-removal picks a random one in O(1). Sequence
 numbers and timestamps come from :func:`stamp`, so replaying ``funding + commands`` through a
 fresh engine with the same stamps reproduces the generator's engine exactly.
 
@@ -25,6 +27,7 @@ from exchange.models import (
     CancelOrder,
     Command,
     Deposit,
+    OrderStatus,
     OrderType,
     OrderUpdated,
     PlaceOrder,
@@ -42,7 +45,10 @@ DEFAULT_MID_TICKS = 10_000
 # cancels and fills, and the book grows without bound).
 MAX_ORDER_MIN_LOTS = 50
 MAX_TAKER_MIN_LOTS = 100
+MAX_TRIGGER_TICKS = 10  # how far from the last trade price a stop waits
 FUNDED_ORDERS = 400  # each user can pay for this many of the largest passive orders per market
+# A triggered stop's first event: it runs (new) or cannot (rejected).
+_TRIGGERED_FIRST = (OrderStatus.NEW, OrderStatus.REJECTED)
 
 
 @attrs.frozen
@@ -53,6 +59,7 @@ class Mix:
     cancel: float = 0.25
     crossing: float = 0.15
     market: float = 0.05
+    stop: float = 0.0
 
 
 def stamp(seq: int) -> tuple[int, int]:
@@ -94,6 +101,7 @@ class Flow:
         self.open: list[tuple[str, str, int, str | None]] = []
         self.open_index: dict[int, int] = {}
         self.trades = 0
+        self.stops_triggered = 0
         self.funding = self._funding()
         for command in self.funding:
             self._apply(command)
@@ -106,15 +114,17 @@ class Flow:
 
     def next_command(self) -> Command:
         rng, mix = self.rng, self.mix
-        roll = rng.random() * (mix.passive + mix.cancel + mix.crossing + mix.market)
+        roll = rng.random() * (mix.passive + mix.cancel + mix.crossing + mix.market + mix.stop)
         if roll < mix.cancel and self.open:
             command = self._cancel()
         elif roll < mix.cancel + mix.passive or (roll < mix.cancel and not self.open):
             command = self._limit(crossing=False)
         elif roll < mix.cancel + mix.passive + mix.crossing:
             command = self._limit(crossing=True)
-        else:
+        elif roll < mix.cancel + mix.passive + mix.crossing + mix.market:
             command = self._market()
+        else:
+            command = self._stop()
         self._apply(command)
         return command
 
@@ -191,6 +201,37 @@ class Flow:
         budget = m.quote_units(ask, lots)
         return PlaceOrder(user, m.symbol, Side.BUY, OrderType.MARKET, quote_quantity=budget)
 
+    def _stop(self) -> PlaceOrder:
+        """A stop order a few ticks above or below the last trade (a passive order if none)."""
+        rng = self.rng
+        m = rng.choice(self.markets)
+        last = self.engine.stops[m.symbol].last_price
+        if last is None:
+            return self._limit(crossing=False)
+        side = Side.BUY if rng.random() < 0.5 else Side.SELL
+        distance = rng.randint(1, MAX_TRIGGER_TICKS)
+        trigger = last + distance if rng.random() < 0.5 else max(1, last - distance)
+        if trigger == last:
+            trigger = last + 1
+        user = rng.choice(self.users)
+        lots = m.min_lots * rng.randint(1, MAX_ORDER_MIN_LOTS)
+        if rng.random() < 0.5:
+            return PlaceOrder(
+                user, m.symbol, side, OrderType.MARKET, quantity=lots, trigger_price=trigger
+            )
+        # A limit a little through the trigger, so that it takes when it triggers.
+        slack = rng.randint(0, 3)
+        price = trigger + slack if side is Side.BUY else max(1, trigger - slack)
+        return PlaceOrder(
+            user,
+            m.symbol,
+            side,
+            price=price,
+            quantity=lots,
+            client_order_id=self._client_id(),
+            trigger_price=trigger,
+        )
+
     def _cancel(self) -> CancelOrder:
         user, market, order_id, client_id = self.open[self.rng.randrange(len(self.open))]
         if client_id is not None:
@@ -210,6 +251,8 @@ class Flow:
             if kind is not OrderUpdated:
                 continue
             order = event.order
+            if order.triggered_at == ts and order.status in _TRIGGERED_FIRST:
+                self.stops_triggered += 1
             if order.status.is_open:
                 if order.order_id not in self.open_index:
                     self.open_index[order.order_id] = len(self.open)

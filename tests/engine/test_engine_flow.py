@@ -10,7 +10,7 @@ from exchange import codec
 from exchange.engine import snapshot
 from exchange.markets import load_config
 from exchange.models import CancelOrder, Deposit, OrderType, PlaceOrder, Rejection, TimeInForce
-from exchange.testing.flow import Flow, stamp
+from exchange.testing.flow import Flow, Mix, stamp
 
 COMMANDS = 5_000
 
@@ -65,3 +65,20 @@ def test_a_small_flow_keeps_every_invariant() -> None:
     assert flow.trades == trades
     assert all(isinstance(c, Deposit) for c in flow.funding)
     assert all(isinstance(c, (PlaceOrder, CancelOrder)) for c in commands)
+
+
+def test_a_flow_with_stop_orders_triggers_them_and_keeps_every_invariant() -> None:
+    config = load_config()
+    flow = Flow(config, seed=11, users=40, mix=Mix(stop=0.05))
+    commands = flow.commands(3_000)
+    stops = [c for c in commands if isinstance(c, PlaceOrder) and c.trigger_price is not None]
+    assert 0.03 * len(commands) < len(stops) < 0.07 * len(commands)
+    assert flow.stops_triggered > len(stops) // 4
+    h = Harness(config, check_books=False)
+    for command in flow.funding:
+        h(command)
+    for i, command in enumerate(commands, 1):
+        h(command)
+        if i % 500 == 0:
+            h.check_books()
+    assert snapshot.state_hash(h.engine) == snapshot.state_hash(flow.engine)
