@@ -23,7 +23,10 @@ What the engine does with a triggered order (:mod:`.core`): it runs, right after
 whose trade triggered it and before any later command, as an ordinary order that keeps its
 ``order_id``; ``triggered_at`` is the timestamp of that command. Orders triggered by the trades
 of a triggered order queue behind those already triggered (a cascade, in the order the price
-reached them). Each triggered order emits an ``OrderUpdated`` at the moment it triggers (status
+reached them). A triggered limit order that rests enters its price level at the back, behind
+orders placed while it waited: time priority is the time an order reaches the book. The
+command's reply shows its own order as its own matching left it; what triggered stops then do
+to that order (as their maker) follows in the command's events. Each triggered order emits an ``OrderUpdated`` at the moment it triggers (status
 ``new``, no fills yet) and, if matching changed it, another one with the result, as the taker's
 event of any placement does.
 
@@ -83,9 +86,6 @@ class PendingStops:
         if trigger_price == self.last_price:
             return Rejection(ErrorCode.INVALID_PRICE, "trigger_price equals the last trade price")
         return None
-
-    def __len__(self) -> int:
-        return sum(map(len, self._rising.values())) + sum(map(len, self._falling.values()))
 
     def add(self, order: Order) -> None:
         """Let ``order`` wait; its direction is read against the last price (see :meth:`refuse`)."""

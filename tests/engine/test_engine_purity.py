@@ -10,7 +10,7 @@ import pytest
 import exchange.engine
 
 ENGINE_DIR = Path(exchange.engine.__file__).parent
-CORE_MODULES = ["book.py", "ledger.py", "core.py", "snapshot.py"]
+CORE_MODULES = ["book.py", "ledger.py", "stops.py", "core.py", "snapshot.py"]
 FORBIDDEN = {"trio", "redis", "psycopg", "time", "random", "uuid", "datetime"}
 
 
