@@ -71,6 +71,8 @@ def test_stop_loss_market_sell_waits_then_sells_when_a_trade_prints_at_its_trigg
     assert (stop.status, stop.trigger_price, stop.triggered_at) == (PENDING, 95, None)
     assert h.balance("alice", "TATA") == Balance(10_000 - 5, 5)  # locked at placement
     assert h.book()[:2] == ((), ()) and depth_events(placed) == []
+    assert [type(e) for e in placed.events] == [OrderUpdated, BalanceChanged]
+    assert placed.events[0].order == stop
     h.buy("carol", 96, 1)
     h.buy("dave", 95, 1)
     h.buy("dave", 94, 10)
@@ -248,8 +250,10 @@ def test_a_stop_s_locked_funds_cannot_be_spent_meanwhile(h) -> None:
 def test_a_stop_market_buy_by_quantity_locks_nothing_and_spends_what_is_left(h) -> None:
     last_trade(h, 100)
     h.fund("erin", INR=1_000)
-    stop = h.market_order("erin", BUY, quantity=10, trigger_price=105).reply
+    placed = h.market_order("erin", BUY, quantity=10, trigger_price=105)
+    stop = placed.reply
     assert stop.status is PENDING and h.balance("erin", "INR") == Balance(1_000, 0)
+    assert [type(e) for e in placed.events] == [OrderUpdated]
     h(Withdraw("erin", "INR", 750))  # the money is free to go: only 250 is left
     h.sell("x", 106, 20)
     out = last_trade(h, 105)
@@ -262,9 +266,8 @@ def test_a_stop_market_buy_by_quantity_locks_nothing_and_spends_what_is_left(h) 
 def test_a_stop_market_buy_that_finds_no_money_is_rejected_when_triggered(h) -> None:
     """What Backpack calls TriggerFailed: ``rejected`` with a trigger price and a trigger time."""
     last_trade(h, 100)
-    h.fund("erin", INR=10)
-    stop = h.market_order("erin", BUY, quantity=10, trigger_price=105).reply
-    h(Withdraw("erin", "INR", 10))
+    stop = h.market_order("erin", BUY, quantity=10, trigger_price=105).reply  # erin has nothing
+    assert stop.status is PENDING  # it locks nothing, so nothing is checked yet
     out = last_trade(h, 105)
     views = stop_views(out, stop.order_id)
     assert [(v.status, v.executed_quantity, v.triggered_at) for v in views] == [
