@@ -78,7 +78,7 @@ ACTIONS = (
     + ["market"] * 3
     + ["print"] * 2
     + ["cancel"] * 3
-    + ["invalid", "cancel_all", "deposit", "withdraw", "get_order", "restore"]
+    + ["invalid", "cancel_all", "deposit", "withdraw", "drain", "get_order", "restore"]
 )
 
 
@@ -177,6 +177,11 @@ class EngineVersusReference(RuleBasedStateMachine):
             tally(f"stops triggered by one command: {'3+' if triggered >= 3 else triggered}")
             if len(trades) > len(own):
                 tally("triggered stops traded")
+            if any(
+                v.triggered_at == ts and v.status is OrderStatus.REJECTED
+                for v in last_views.values()
+            ):
+                tally("a triggered stop failed (no money)")
         if not isinstance(outcome.reply, Rejection):
             if isinstance(command, Deposit):
                 self.net[command.asset] = self.net.get(command.asset, 0) + command.amount
@@ -271,6 +276,15 @@ class EngineVersusReference(RuleBasedStateMachine):
             st.one_of(st.integers(-1, 0), st.integers(1, available + 2)), label="amt"
         )
         self.run(Withdraw(user, asset, amount))
+
+    def do_drain(self, data) -> None:
+        """Withdraw all that is available of one asset: a stop market buy by quantity that
+        triggers then finds no money."""
+        user = self.user(data)
+        asset = data.draw(st.sampled_from(self.assets), label="asset")
+        available = self.h.balance(user, asset).available
+        if available:
+            self.run(Withdraw(user, asset, available))
 
     def order_options(self, data, symbol: str) -> dict:
         return {
