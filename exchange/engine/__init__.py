@@ -1,8 +1,8 @@
 """The pure matching engine: no I/O, no clock, no randomness.
 
 :class:`~exchange.engine.core.Engine` applies commands and answers queries; its state is order
-books (:mod:`.book`) and balances (:mod:`.ledger`), and :mod:`.snapshot` turns it into bytes and
-back. The trio program around it lives in :mod:`exchange.engine.service`.
+books (:mod:`.book`), stop orders waiting for their trigger (:mod:`.stops`) and balances
+(:mod:`.ledger`), and :mod:`.snapshot` turns it into bytes and back. The trio program around it lives in :mod:`exchange.engine.service`.
 """
 
 from exchange.engine.core import Engine
