@@ -26,9 +26,13 @@ of a triggered order queue behind those already triggered (a cascade, in the ord
 reached them). A triggered limit order that rests enters its price level at the back, behind
 orders placed while it waited: time priority is the time an order reaches the book. The
 command's reply shows its own order as its own matching left it; what triggered stops then do
-to that order (as their maker) follows in the command's events. Each triggered order emits an ``OrderUpdated`` at the moment it triggers (status
-``new``, no fills yet) and, if matching changed it, another one with the result, as the taker's
-event of any placement does.
+to that order (as their maker) follows in the command's events.
+
+Events: placing a stop emits its ``OrderUpdated`` (``trigger_pending``); triggering emits one
+with status ``new``, ``triggered_at`` set and nothing executed (no other event of an order looks
+like that, so a surface can tell the trigger apart), then, if matching changed the order,
+another with the result, as the taker's event of any placement. Balances and depth are reported
+once per command, after every triggered order ran.
 
 ``TriggerFailed`` (Backpack's status): a triggered order that cannot run. Funds were locked at
 placement, so the only case is a market buy by quantity that finds no quote available when it
