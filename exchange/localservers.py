@@ -40,7 +40,13 @@ from psycopg import sql
 
 from exchange import serverbinaries
 
-__all__ = ["LocalServerError", "PostgresServer", "RedisServer", "free_port"]
+__all__ = [
+    "LocalServerError",
+    "PostgresServer",
+    "RedisServer",
+    "free_port",
+    "timescaledb_installed",
+]
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
@@ -256,6 +262,8 @@ class PostgresServer(_Server):
 
     ``fsync=False`` (tests) also turns off synchronous commit and full-page writes: a crash may
     then lose or corrupt data, which a throwaway cluster does not mind and which makes it fast.
+    ``timescaledb=True`` preloads the TimescaleDB library (see :func:`timescaledb_installed`),
+    telemetry off, so the migrations create the extension.
     """
 
     name = "postgres"
@@ -266,9 +274,11 @@ class PostgresServer(_Server):
         port: int | None = None,
         fsync: bool = True,
         settings: dict[str, str] | None = None,
+        timescaledb: bool = False,
     ) -> None:
         super().__init__(data_dir, port)
         self.fsync = fsync
+        self.timescaledb = timescaledb
         self.settings = dict(settings or {})
         self.postgres = serverbinaries.find("postgres")
         self.initdb = serverbinaries.find("initdb")
@@ -282,9 +292,10 @@ class PostgresServer(_Server):
         port: int | None = None,
         fsync: bool = True,
         settings: dict[str, str] | None = None,
+        timescaledb: bool = False,
     ) -> PostgresServer:
         """Initialise ``data_dir`` unless it holds a cluster already, then start the server."""
-        server = cls(data_dir, port, fsync, settings)
+        server = cls(data_dir, port, fsync, settings, timescaledb)
         server._init_cluster()
         server._launch()
         return server
@@ -359,6 +370,11 @@ class PostgresServer(_Server):
         settings = {"fsync": "on" if self.fsync else "off"}
         if not self.fsync:
             settings |= {"synchronous_commit": "off", "full_page_writes": "off"}
+        if self.timescaledb:
+            settings |= {
+                "shared_preload_libraries": "timescaledb",
+                "timescaledb.telemetry_level": "off",
+            }
         settings |= self.settings
         options = [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
         return [
@@ -393,6 +409,23 @@ class PostgresServer(_Server):
                 return row is not None and row[0] == str(self.data_dir)
         except psycopg.Error:
             return False
+
+
+def timescaledb_installed() -> bool:
+    """Whether the PostgreSQL these servers run has the TimescaleDB extension installed: its
+    library in the server's ``pkglibdir`` and its control file in ``sharedir``, as reported by
+    the ``pg_config`` beside the ``postgres`` binary (none there: not installed)."""
+    pg_config = Path(serverbinaries.find("postgres")).resolve().with_name("pg_config")
+    try:
+        result = subprocess.run(
+            [pg_config, "--pkglibdir", "--sharedir"], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    libdir, sharedir = result.stdout.split()
+    return (Path(libdir) / "timescaledb.so").exists() and (
+        Path(sharedir) / "extension" / "timescaledb.control"
+    ).exists()
 
 
 def _unprivileged_user() -> pwd.struct_passwd:

@@ -69,6 +69,14 @@ ORDER BY id
 ON CONFLICT (id, time) DO NOTHING
 """
 
+# After a batch commits: refresh the continuous aggregates' buckets of trades written behind
+# their horizon (TimescaleDB); nothing to do on plain PostgreSQL, whose trigger kept the
+# candles. See sql/migrations/0004_*.
+SETTLE_CANDLES = """
+CALL settle_candles(TIMESTAMPTZ 'epoch' + %(oldest_ms)s::bigint * INTERVAL '1 millisecond',
+                    TIMESTAMPTZ 'epoch' + %(newest_ms)s::bigint * INTERVAL '1 millisecond')
+"""
+
 # A state replaces the stored one only if it is newer: a later command (seq), or the same command
 # further along. Redelivered or replayed events compare equal and change nothing.
 UPSERT_ORDERS = """

@@ -68,6 +68,8 @@ TRIM_INTERVAL_S = 1.0
 # Errors that blame the rows (bad values, violated constraints): their entries are dead-lettered.
 # Any other database error is a bug or a broken schema, and stops the writer instead.
 _REFUSED_DATA = (psycopg.DataError, psycopg.IntegrityError)
+# Position of the millisecond time in a trade row (trades_staging's column order).
+_TRADE_TS = 1
 
 
 @attrs.define
@@ -99,7 +101,9 @@ def prepare_connection(conn: psycopg.Connection) -> None:
 
 
 def write_rows(conn: psycopg.Connection, rows: EntryRows) -> None:
-    """One transaction: COPY into the staging tables, then one upsert per table."""
+    """One transaction: COPY into the staging tables, then one upsert per table; then the
+    candles of trades written into the past are settled (see ``settle_candles`` in
+    ``sql/migrations/0004_*``; it needs ``conn`` in autocommit, outside a transaction)."""
     with conn.transaction(), conn.cursor() as cur:
         if rows.trades:
             with cur.copy(statements.COPY_TRADES) as copy:
@@ -111,6 +115,29 @@ def write_rows(conn: psycopg.Connection, rows: EntryRows) -> None:
                 for row in rows.orders:
                     copy.write_row(row)
             cur.execute(statements.UPSERT_ORDERS)
+    if rows.trades:
+        times = [row[_TRADE_TS] for row in rows.trades]
+        settle_candles(conn, min(times), max(times))
+
+
+def settle_candles(conn: psycopg.Connection, oldest_ms: int, newest_ms: int) -> None:
+    """Make trades written between ``oldest_ms`` and ``newest_ms`` show in the candles (a
+    no-op unless some are older than a continuous aggregate's horizon).
+
+    TimescaleDB refuses a refresh that overlaps one in progress (a refresh policy's, another
+    writer's) rather than waiting for it; ours is retried until that one is done, since it may
+    not have seen our trades.
+    """
+    params = {"oldest_ms": oldest_ms, "newest_ms": newest_ms}
+    delays = _delays()
+    while True:
+        try:
+            conn.execute(statements.SETTLE_CANDLES, params)
+            return
+        except psycopg.errors.LockNotAvailable as exc:
+            delay = next(delays)
+            log.debug("candles refresh waits for a concurrent one (%s); %.2fs", exc, delay)
+            time.sleep(delay)
 
 
 def _decode(entries: list) -> Batch:
