@@ -91,6 +91,11 @@ class Settings:
     db_connect_timeout_s: int = 2  # libpq connect_timeout (whole seconds, at least 2)
     db_query_timeout_s: float = 2.0  # a history read, waiting for a connection included; then 503
     db_write_timeout_s: float = 30.0  # one writer transaction; then a new connection and a retry
+    # history archival (TimescaleDB; see exchange.db.archival): compress trade and order chunks
+    # older than this many days (None: the default, 7; 0: never), drop trades older than this
+    # many days (0: keep them all; candles are kept regardless)
+    history_compress_after_days: int | None = None
+    history_retain_days: int = 0
 
     def check_listen(self, host: str) -> None:
         """Refuse to serve on ``host`` what is safe only on this machine; every program that
@@ -172,4 +177,10 @@ def load() -> Settings:
         db_connect_timeout_s=_int("DB_CONNECT_TIMEOUT_S", defaults.db_connect_timeout_s),
         db_query_timeout_s=_positive("DB_QUERY_TIMEOUT_S", defaults.db_query_timeout_s),
         db_write_timeout_s=_positive("DB_WRITE_TIMEOUT_S", defaults.db_write_timeout_s),
+        history_compress_after_days=(
+            _int("HISTORY_COMPRESS_AFTER_DAYS", 0)
+            if os.environ.get("HISTORY_COMPRESS_AFTER_DAYS")
+            else None
+        ),
+        history_retain_days=_int("HISTORY_RETAIN_DAYS", defaults.history_retain_days),
     )

@@ -30,6 +30,13 @@ RECORD_MIGRATION = "INSERT INTO schema_migrations (name, sha256) VALUES (%(name)
 
 TIMESCALE_VERSION = "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
 
+# --- archival (TimescaleDB) -------------------------------------------------------------------
+
+# The compression, retention and refresh policies (sql/migrations/0004_*); NULL turns one off.
+CONFIGURE_ARCHIVAL = """
+SELECT configure_history_archival(%(compress_after)s::interval, %(retain_for)s::interval)
+"""
+
 # --- writer --------------------------------------------------------------------------------------
 
 # Per-connection staging tables: the writer COPYs a batch in, then upserts from them in one

@@ -33,6 +33,7 @@ between writers that run at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterator
@@ -44,7 +45,7 @@ import trio
 
 from exchange import bus
 from exchange import settings as settings_module
-from exchange.db import pg, statements
+from exchange.db import archival, pg, statements
 from exchange.db.migrate import migrate, storage_mode
 from exchange.db.rows import BadEntry, EntryRows, decode_entry, merge
 from exchange.errors import ConfigError, ServiceUnavailable
@@ -459,6 +460,15 @@ async def run(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> No
     """Migrate, then write events until cancelled. ``task_status.started(stats)`` once consuming."""
     mode = await _migrate(settings.database_url)
     log.info("storage: %s", mode if mode != "postgresql" else "plain PostgreSQL (no TimescaleDB)")
+    archived = await trio.to_thread.run_sync(
+        functools.partial(
+            archival.configure,
+            settings.database_url,
+            settings,
+            timescaledb=mode.startswith("timescaledb"),
+        )
+    )
+    log.info("history archival: %s", archived.describe())
     redis_bridge = bus.RedisBridge(settings.redis_url, max_threads=2)
     db = pg.DedicatedConnection(
         settings.database_url,
@@ -503,5 +513,10 @@ def main() -> int:
         log.error("bad configuration: %s", exc)
         return 2
     tune_gc()
-    trio.run(serve, config)
-    return 0
+    code = 0
+    try:
+        trio.run(serve, config)
+    except* ConfigError as group:  # archival settings, checked once the storage mode is known
+        log.error("bad configuration: %s", group.exceptions[0])
+        code = 2
+    return code

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 
-from exchange.db.migrate import migrate
+from exchange.db.migrate import migrate, storage_mode
 from exchange.markets import MarketConfig, load_config
 from exchange.settings import Settings
 
@@ -37,3 +38,53 @@ def writer_settings(redis_url: str, migrated_url: str) -> Settings:
     return Settings(
         redis_url=redis_url, database_url=migrated_url, db_read_count=8, db_claim_idle_s=0.0
     )
+
+
+@pytest.fixture
+def timescaledb(migrated_url: str) -> bool:
+    """Whether the test's database uses TimescaleDB (else plain PostgreSQL)."""
+    return storage_mode(migrated_url).startswith("timescaledb")
+
+
+def _run_jobs(conn: psycopg.Connection, proc_name: str) -> int:
+    """Run TimescaleDB's jobs of ``proc_name`` now, in ``conn`` (autocommit); returns how many.
+
+    The background scheduler may be running the same job: a refresh that overlaps one in
+    progress is refused, so it is tried again until that one is done.
+    """
+    job_ids = [
+        row[0]
+        for row in conn.execute(
+            "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = %s ORDER BY job_id",
+            [proc_name],
+        )
+    ]
+    for job_id in job_ids:
+        for attempt in range(100):
+            try:
+                conn.execute("CALL run_job(%s)", [job_id])
+                break
+            except psycopg.errors.LockNotAvailable:
+                if attempt == 99:
+                    raise
+                time.sleep(0.05)
+    return len(job_ids)
+
+
+@pytest.fixture
+def run_jobs(conn: psycopg.Connection) -> Callable[[str], int]:
+    """``run_jobs(proc_name)``: run TimescaleDB's jobs of that procedure now; returns how many
+    (``policy_compression``, ``policy_retention``, ``policy_refresh_continuous_aggregate``)."""
+    return lambda proc_name: _run_jobs(conn, proc_name)
+
+
+@pytest.fixture
+def run_refresh_policies(conn: psycopg.Connection, timescaledb: bool) -> Callable[[], None]:
+    """Run the candles' refresh policies now (finest first), as the scheduler might at any
+    moment; nothing to run on plain PostgreSQL."""
+
+    def run() -> None:
+        if timescaledb:
+            assert _run_jobs(conn, "policy_refresh_continuous_aggregate") == 3
+
+    return run
