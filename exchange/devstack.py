@@ -32,7 +32,13 @@ import trio
 
 from exchange import serverbinaries, settings
 from exchange.errors import ConfigError
-from exchange.localservers import LocalServerError, PostgresServer, RedisServer, free_port
+from exchange.localservers import (
+    LocalServerError,
+    PostgresServer,
+    RedisServer,
+    free_port,
+    timescaledb_installed,
+)
 from exchange.markets import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,9 +106,16 @@ class Stack:
             )
             redis_url = self.redis.url
         if not database_url:
-            say("up", f"starting private PostgreSQL in {self.data_dir / 'postgres'}")
+            # TimescaleDB whenever it is installed (bin/db logs the database's storage mode:
+            # one created before it was installed stays plain until `just reset`).
+            timescaledb = timescaledb_installed()
+            say(
+                "up",
+                f"starting private PostgreSQL in {self.data_dir / 'postgres'} "
+                + ("with TimescaleDB" if timescaledb else "(plain: TimescaleDB is not installed)"),
+            )
             self.postgres = PostgresServer.start(
-                self.data_dir / "postgres", port=state["postgres_port"]
+                self.data_dir / "postgres", port=state["postgres_port"], timescaledb=timescaledb
             )
             database_url = self.postgres.ensure_database("exchange")
         self.env = {

@@ -87,6 +87,12 @@ def test_fresh_database_gets_the_whole_schema(database_url: str) -> None:
     )
 
 
+def test_storage_mode_is_the_servers(database_url: str, postgres_server) -> None:
+    """The timescaledb-mode server really has the extension, so that mode cannot pass as plain."""
+    migrate(database_url)
+    assert storage_mode(database_url).startswith("timescaledb") == postgres_server.timescaledb
+
+
 def test_migrated_database_is_left_alone(database_url: str) -> None:
     migrate(database_url)
     before = _schema(database_url)
