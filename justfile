@@ -80,9 +80,10 @@ bench-ws *ARGS:
 migrate:
     DATABASE_URL="$({{ python }} -m exchange.devstack database-url)" {{ python }} -m exchange.db.migrate
 
-# Benchmark the db writer (trades/s from a 200,000-trade backlog) and a 1-hour klines query.
-bench-db:
-    {{ python }} benchmarks/bench_db.py
+# Benchmark the db writer (trades/s from a 200,000-trade backlog) and klines over 1M trades,
+# on plain PostgreSQL and TimescaleDB side by side (--mode plain|timescaledb|both, --size tiny).
+bench-db *ARGS:
+    {{ python }} benchmarks/bench_db.py {{ ARGS }}
 
 # Every benchmark, one after another.
 bench: bench-engine bench-engine-service bench-db bench-api bench-http bench-ws
