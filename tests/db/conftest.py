@@ -46,6 +46,13 @@ def timescaledb(migrated_url: str) -> bool:
     return storage_mode(migrated_url).startswith("timescaledb")
 
 
+@pytest.fixture
+def timescaledb_only(timescaledb: bool) -> None:
+    """Skip the test on plain PostgreSQL (it exercises TimescaleDB's own features)."""
+    if not timescaledb:
+        pytest.skip("a TimescaleDB feature: plain PostgreSQL has no columnstore nor chunks")
+
+
 def _run_jobs(conn: psycopg.Connection, proc_name: str) -> int:
     """Run TimescaleDB's jobs of ``proc_name`` now, in ``conn`` (autocommit); returns how many.
 

@@ -58,11 +58,9 @@ async def test_compressed_history_reads_the_same(
     config: MarketConfig,
     conn: psycopg.Connection,
     migrated_url: str,
-    timescaledb: bool,
+    timescaledb_only: None,
     run_jobs,
 ) -> None:
-    if not timescaledb:
-        pytest.skip("compression is TimescaleDB's columnstore")
     rows = _events(config, 3000)  # stamped in November 2023: all chunks are old
     writer.prepare_connection(conn)
     writer.write_rows(conn, rows)
@@ -98,12 +96,10 @@ async def test_retention_drops_old_trades_and_keeps_candles(
     config: MarketConfig,
     conn: psycopg.Connection,
     migrated_url: str,
-    timescaledb: bool,
+    timescaledb_only: None,
     run_jobs,
     run_refresh_policies,
 ) -> None:
-    if not timescaledb:
-        pytest.skip("retention drops TimescaleDB chunks")
     rows = _events(config, 1500)
     # The same trades spread over the last 20 days, oldest first, as a writer catching up.
     start = datetime.now(UTC) - timedelta(days=20)
