@@ -256,11 +256,12 @@ def test_stalled_postgres_answers_503_fast_and_history_catches_up(
 
 
 def _writer_backend(database_url: str) -> int | None:
-    """The pid of the db writer's backend (the one connection that commits transactions) while
-    it is idle between batches."""
+    """The pid of the db writer's backend (its connection's application name) while it is idle
+    between batches."""
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE state = 'idle' AND query = 'COMMIT'"
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE state = 'idle' AND application_name = 'exchange-db-writer'"
         ).fetchone()
     return row[0] if row else None
 
