@@ -23,6 +23,7 @@ import psycopg
 
 from exchange import settings as settings_module
 from exchange.db import statements
+from exchange.db.pg import TCP_OPTIONS
 from exchange.errors import ConfigError, ExchangeError
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,18 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
     return found
 
 
+# A frozen or partitioned server must not hang the writer's start: the connection is bounded and
+# the socket gives up on a peer that stopped answering (keepalives, tcp_user_timeout). No
+# statement timeout: waiting for another migrator's lock and a long migration are legitimate.
+CONNECT_TIMEOUT_S = 5
+
+
+def _connect(database_url: str) -> psycopg.Connection:
+    return psycopg.connect(
+        database_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, **TCP_OPTIONS
+    )
+
+
 def migrate(database_url: str, directory: Path | None = None) -> list[str]:
     """Apply the pending migrations; return the names applied (empty when up to date).
 
@@ -82,7 +95,7 @@ def migrate(database_url: str, directory: Path | None = None) -> list[str]:
     """
     migrations = load_migrations(directory)
     applied: list[str] = []
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with _connect(database_url) as conn:
         key = {"key": statements.MIGRATION_LOCK_KEY}
         conn.execute(statements.LOCK_MIGRATIONS, key)
         try:
@@ -121,7 +134,7 @@ def _check_recorded(migrations: list[Migration], recorded: dict[str, str]) -> No
 
 def storage_mode(database_url: str) -> str:
     """``"timescaledb <version>"`` when the extension is installed, else ``"postgresql"``."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with _connect(database_url) as conn:
         row = conn.execute(statements.TIMESCALE_VERSION).fetchone()
     return f"timescaledb {row[0]}" if row else "postgresql"
 

@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from exchange.db.migrate import migrate
 from exchange.localservers import PostgresServer, free_port
 
 pytestmark = pytest.mark.slow
@@ -294,3 +295,14 @@ def test_writer_leaves_a_connection_that_stopped_answering(
             eventually(lambda: stored_trades(rest) == made, "the writer to write on", 30)
         finally:
             os.kill(backend, signal.SIGCONT)
+
+
+def test_migrating_a_frozen_server_fails_instead_of_hanging(own_postgres: PostgresServer) -> None:
+    """bin/db migrates before it writes: against a frozen server that must fail (and be retried
+    by the program's restart) rather than hang its start forever."""
+    database_url = own_postgres.create_database("frozen")
+    freeze(own_postgres)
+    started = time.monotonic()
+    with pytest.raises(psycopg.OperationalError):
+        migrate(database_url)
+    assert time.monotonic() - started < HANG_S
