@@ -38,7 +38,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-from tests.backpack.conftest import ADMIN_TOKEN, Exchange, serve_api
+from tests.backpack import conftest as backpack_stack
+from tests.backpack.conftest import ADMIN_TOKEN, Exchange
 
 GOLDEN = Path(__file__).with_name("golden_wire.json")
 RECORD = os.environ.get("GOLDEN_RECORD") == "1"
@@ -653,29 +654,15 @@ async def run_flow(wire: Wire, nursery: trio.Nursery) -> None:
 # --- the test ---------------------------------------------------------------------------------
 
 
+exchange = backpack_stack.exchange  # the fixture: engine, db writer, API and ws server
+
+
 @pytest.fixture
-async def stack(
-    request: pytest.FixtureRequest, engine_service, database_url: str, nursery: trio.Nursery
-) -> Exchange:
+def stack(request: pytest.FixtureRequest, exchange: Exchange) -> Exchange:
+    """The ``tests/backpack`` stack, once: the storage mode is not on the wire."""
     if request.node.callspec.params.get("postgres_server") == "timescaledb":
         pytest.skip("recorded on plain PostgreSQL; the storage mode is not on the wire")
-    from exchange.db import writer as db_writer
-    from exchange.ws import server as ws_server
-
-    settings = attrs.evolve(
-        engine_service,
-        database_url=database_url,
-        auth_mode="apikey",
-        admin_token=ADMIN_TOKEN,
-        engine_timeout_s=5.0,
-        ws_port=0,
-    )
-    await nursery.start(db_writer.run, settings)
-    api_port = await serve_api(settings, nursery)
-    ws_port = await nursery.start(
-        lambda task_status: ws_server.run(settings, task_status=task_status)
-    )
-    return Exchange(settings, api_port, ws_port)
+    return exchange
 
 
 @pytest.mark.slow
