@@ -20,7 +20,7 @@ Frames: ``{"stream": "bookTicker.M", "data": {"e": "bookTicker", "E", "T" (micro
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -28,6 +28,9 @@ from exchange.backpack.book import Applied, BookTracker, Top
 from exchange.markets import MarketConfig
 from exchange.models import Depth
 from exchange.ws.frames import Frame
+
+if TYPE_CHECKING:
+    from exchange.ws.hub import Client, Hub
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +50,15 @@ class _Market:
         self.book = book
         self.sent: Top | None = None
         self.frame: Frame | None = None  # the frame of ``sent``
-        self.waiting: set[Any] = set()
+        self.waiting: set[Client] = set()
 
 
 class _SnapshotWaiter:
-    """Queued on the hub's snapshot rounds; the hub hands it the Depth itself (take_depth)."""
+    """Queued on the hub's snapshot rounds (:meth:`Hub.request_depth`); it gets the Depth."""
 
     __slots__ = ("hub", "owner", "symbol", "tracked")
 
-    def __init__(self, owner: BookTickers, hub: Any, symbol: str, tracked: _Market) -> None:
+    def __init__(self, owner: BookTickers, hub: Hub, symbol: str, tracked: _Market) -> None:
         self.owner, self.hub, self.symbol, self.tracked = owner, hub, symbol, tracked
 
     def take_depth(self, depth: Depth) -> None:
@@ -67,9 +70,6 @@ class _SnapshotWaiter:
             self.tracked.book = BookTracker(self.tracked.book.market)
             self.owner._fetch_snapshot(self.hub, self.symbol, self.tracked)
 
-    def deliver(self, frames: tuple[Frame, ...]) -> None:  # the hub's Client protocol; unused
-        pass
-
 
 class BookTickers:
     def __init__(self, config: MarketConfig) -> None:
@@ -78,7 +78,7 @@ class BookTickers:
 
     # --- subscribers ----------------------------------------------------------------------------
 
-    def joined(self, hub: Any, client: Any, symbol: str) -> None:
+    def joined(self, hub: Hub, client: Client, symbol: str) -> None:
         """``client`` (already registered on the hub topic) subscribed to ``bookTicker.symbol``."""
         tracked = self.markets.get(symbol)
         if tracked is None:
@@ -89,18 +89,18 @@ class BookTickers:
         else:
             tracked.waiting.add(client)
 
-    def left(self, hub: Any, client: Any, symbol: str) -> None:
+    def left(self, hub: Hub, client: Client, symbol: str) -> None:
         """``client`` (already unregistered) left; the last one stops the tracking."""
         tracked = self.markets.get(symbol)
         if tracked is None:
             return
         tracked.waiting.discard(client)
-        if hub_topic(symbol) not in hub.topics:
+        if not hub.wants(hub_topic(symbol)):
             del self.markets[symbol]
 
     # --- book updates ---------------------------------------------------------------------------
 
-    def market_events(self, hub: Any, symbol: str, events: list[dict[str, Any]]) -> None:
+    def market_events(self, hub: Hub, symbol: str, events: list[dict[str, Any]]) -> None:
         tracked = self.markets.get(symbol)
         if tracked is None:
             return
@@ -111,12 +111,12 @@ class BookTickers:
             if applied is Applied.APPLIED:
                 frame = self._changed(tracked, event["last_update_id"], event["timestamp"])
                 if frame is not None:
-                    hub._fan_out(hub_topic(symbol), (frame,))
+                    hub.publish(hub_topic(symbol), (frame,))
             elif applied is Applied.GAP:
                 log.warning("depth gap on %s; rebuilding its book from a snapshot", symbol)
                 self._fetch_snapshot(hub, symbol, tracked)
 
-    def snapshot_loaded(self, hub: Any, symbol: str, tracked: _Market, depth: Depth) -> None:
+    def snapshot_loaded(self, hub: Hub, symbol: str, tracked: _Market, depth: Depth) -> None:
         if self.markets.get(symbol) is not tracked or tracked.book.synced:
             return  # nobody listens any more (or a late duplicate)
         if not tracked.book.load(depth):
@@ -125,14 +125,14 @@ class BookTickers:
         changed = self._changed(tracked, tracked.book.last_update_id, depth.timestamp)
         clients, tracked.waiting = tracked.waiting, set()
         if changed is not None:
-            clients |= hub.topics.get(hub_topic(symbol), set())
+            clients |= set(hub.subscribers(hub_topic(symbol)))
         for client in clients:
             client.deliver((tracked.frame,))
 
     # --- helpers --------------------------------------------------------------------------------
 
-    def _fetch_snapshot(self, hub: Any, symbol: str, tracked: _Market) -> None:
-        hub.request_snapshot(symbol, _SnapshotWaiter(self, hub, symbol, tracked))
+    def _fetch_snapshot(self, hub: Hub, symbol: str, tracked: _Market) -> None:
+        hub.request_depth(symbol, _SnapshotWaiter(self, hub, symbol, tracked))
 
     def _changed(self, tracked: _Market, update_id: int, timestamp_ms: int) -> Frame | None:
         """A frame for the book's top if it differs from the last one sent (then remembered)."""

@@ -81,8 +81,10 @@ class BackpackClient(Session):
         user_for_key: UserForKey,
         limits: Limits,
         now_ms: Callable[[], int],
+        surface: BackpackTopics,
     ) -> None:
         super().__init__(ws, hub, config, limits)
+        self.surface = surface
         self.user_for_key = user_for_key
         self.now_ms = now_ms
         self.held: dict[str, tuple[str | None, str]] = {}  # topic → (hub topic, channel)
@@ -169,9 +171,9 @@ class BackpackClient(Session):
             await self.hub.hold(channel)  # confirmed before any event is routed to us
             self.held[topic] = (name, channel)
             self.hub.register(self, name)
-            if kind == "bookTicker" and (surface := BackpackTopics.of(self.hub)) is not None:
+            if kind == "bookTicker":
                 assert market is not None
-                surface.book_tickers.joined(self.hub, self, market)
+                self.surface.book_tickers.joined(self.hub, self, market)
 
     def _leave(self, topic: str) -> None:
         entry = self.held.pop(topic, None)
@@ -182,8 +184,8 @@ class BackpackClient(Session):
         self.hub.release(channel)
         if topic.startswith("depth."):
             self.depth_ids.pop(topic.removeprefix("depth."), None)
-        elif topic.startswith("bookTicker.") and (surface := BackpackTopics.of(self.hub)):
-            surface.book_tickers.left(self.hub, self, topic.removeprefix("bookTicker."))
+        elif topic.startswith("bookTicker."):
+            self.surface.book_tickers.left(self.hub, self, topic.removeprefix("bookTicker."))
 
     async def _signer(self, signature: Any) -> str:
         """The user whose key signed ``instruction=subscribe``. Raises Refused."""

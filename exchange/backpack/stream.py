@@ -1,7 +1,7 @@
 """The ``/backpack`` WebSocket: Backpack's topics and frames over the ws server's hub.
 
 The hub already holds the Redis subscriptions and renders every engine event once per topic;
-:class:`BackpackTopics` plugs into it (``Hub.surfaces``) and renders the same events a second
+:class:`BackpackTopics` plugs into it (a :class:`~exchange.ws.hub.Surface`) and renders the same events a second
 way, in Backpack's names, only for the topics some ``/backpack`` client holds. Topic names on the
 hub carry a ``bp|`` prefix so they never collide with native ones, and private ones the user
 (``bp|account.orderUpdate#42``), exactly like the native ``orders#42``.
@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from decimal import Decimal, localcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -41,6 +41,9 @@ from exchange.markets import MarketConfig
 from exchange.money import format_decimal
 from exchange.ws.frames import Frame
 from exchange.ws.stats import INTERVALS_MS
+
+if TYPE_CHECKING:
+    from exchange.ws.hub import Hub
 
 PREFIX = "bp|"
 PRIVATE_TOPICS = ("account.orderUpdate", "account.balanceUpdate", "account.rfqUpdate")
@@ -68,26 +71,19 @@ class BackpackTopics:
         self._executed: OrderedDict[str, tuple[Decimal, Decimal]] = OrderedDict()
         self.book_tickers = BookTickers(config)
 
-    @staticmethod
-    def of(hub: Any) -> BackpackTopics | None:
-        """The instance plugged into ``hub`` (None if the hub serves no /backpack surface)."""
-        return next((s for s in hub.surfaces if isinstance(s, BackpackTopics)), None)
-
     # --- market channels -----------------------------------------------------------------------
 
-    def market_events(self, hub: Any, symbol: str, events: list[dict[str, Any]]) -> None:
+    def market_events(self, hub: Hub, symbol: str, events: list[dict[str, Any]]) -> None:
         self.book_tickers.market_events(hub, symbol, events)
-        topics = hub.topics
+        wants = hub.wants
         trade_topic, depth_topic = hub_topic(f"trade.{symbol}"), hub_topic(f"depth.{symbol}")
         ticker_topic = hub_topic(f"ticker.{symbol}")
         kline_topics = [
             (i, hub_topic(f"kline.{i}.{symbol}"))
             for i in INTERVALS_MS
-            if hub_topic(f"kline.{i}.{symbol}") in topics
+            if wants(hub_topic(f"kline.{i}.{symbol}"))
         ]
-        if not (
-            trade_topic in topics or depth_topic in topics or ticker_topic in topics or kline_topics
-        ):
+        if not (wants(trade_topic) or wants(depth_topic) or wants(ticker_topic) or kline_topics):
             return
         trades, deltas = [], []
         traded = False
@@ -95,23 +91,23 @@ class BackpackTopics:
             kind = event.get("type")
             if kind == "trade":
                 traded = True
-                if trade_topic in topics:
+                if wants(trade_topic):
                     trades.append(self.trade_frame(event))
-            elif kind == "depth" and depth_topic in topics:
+            elif kind == "depth" and wants(depth_topic):
                 deltas.append(self.depth_frame(event))
         if trades:
-            hub._fan_out(trade_topic, tuple(trades))
+            hub.publish(trade_topic, tuple(trades))
         if deltas:
-            hub._fan_out(depth_topic, tuple(deltas))
+            hub.publish(depth_topic, tuple(deltas))
         stats = hub.stats.get(symbol)
         if traded and stats is not None:
             now_us = events[-1].get("timestamp", 0) * 1000
-            if ticker_topic in topics:
-                hub._fan_out(ticker_topic, (self.ticker_frame(stats, now_us),))
+            if wants(ticker_topic):
+                hub.publish(ticker_topic, (self.ticker_frame(stats, now_us),))
             for interval, topic in kline_topics:
                 kline = stats.kline_json(interval)
                 if kline is not None:
-                    hub._fan_out(topic, (self.kline_frame(symbol, interval, kline, now_us),))
+                    hub.publish(topic, (self.kline_frame(symbol, interval, kline, now_us),))
 
     @staticmethod
     def trade_frame(event: dict[str, Any]) -> Frame:
@@ -188,8 +184,8 @@ class BackpackTopics:
 
     # --- user channels -------------------------------------------------------------------------
 
-    def user_events(self, hub: Any, user_id: str, events: list[dict[str, Any]]) -> None:
-        topics = hub.topics
+    def user_events(self, hub: Hub, user_id: str, events: list[dict[str, Any]]) -> None:
+        wants = hub.wants
         all_orders = hub_topic("account.orderUpdate", user_id)
         balances = hub_topic("account.balanceUpdate", user_id)
         for event in events:
@@ -198,15 +194,15 @@ class BackpackTopics:
                 order = event["order"]
                 market_orders = hub_topic(f"account.orderUpdate.{order['market']}", user_id)
                 frames = self.order_frames(order)  # always: keeps l/L tracking right
-                if frames and all_orders in topics:
-                    hub._fan_out(
+                if frames and wants(all_orders):
+                    hub.publish(
                         all_orders, tuple(_restream(f, "account.orderUpdate") for f in frames)
                     )
-                if frames and market_orders in topics:
+                if frames and wants(market_orders):
                     stream = f"account.orderUpdate.{order['market']}"
-                    hub._fan_out(market_orders, tuple(_restream(f, stream) for f in frames))
-            elif kind == "balance" and balances in topics:
-                hub._fan_out(balances, (self.balance_frame(event),))
+                    hub.publish(market_orders, tuple(_restream(f, stream) for f in frames))
+            elif kind == "balance" and wants(balances):
+                hub.publish(balances, (self.balance_frame(event),))
 
     def order_frames(self, order: dict[str, Any]) -> list[dict[str, Any]]:
         """Backpack's order events for one native order update (data dicts, not yet framed)."""

@@ -23,7 +23,7 @@ MAX_USER_ID_CHARS = 64
 LookupKey = Callable[[str], Awaitable[tuple[str, str] | None]]
 
 
-def _wall_clock_ms() -> int:
+def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
@@ -32,7 +32,7 @@ class Authenticator:
         self,
         mode: str,
         lookup: LookupKey | None = None,
-        now_ms: Callable[[], int] = _wall_clock_ms,
+        now_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         if mode == "apikey" and lookup is None:
             raise ValueError("apikey mode needs a key lookup")

@@ -1,5 +1,18 @@
 """The fan-out hub: shared Redis subscriptions, topics, and one render per event.
 
+Its public interface, all a surface needs (nothing else of it is meant to be touched):
+
+- channels: :meth:`Hub.hold` / :meth:`Hub.release` a pub/sub channel (counted references);
+- topics: :meth:`Hub.register` / :meth:`Hub.unregister` a :class:`Client` on a topic,
+  :meth:`Hub.wants` / :meth:`Hub.subscribers` to ask who listens, :meth:`Hub.publish` a topic's
+  pre-framed bytes (delivered once per round, see below);
+- depth: :meth:`Hub.request_snapshot` (the native ``depth_snapshot`` frame delivered to a
+  client) and :meth:`Hub.request_depth` (the engine's :class:`~exchange.models.Depth` itself,
+  for a surface that keeps its own book);
+- the live statistics of each market (:attr:`Hub.stats`), read by every surface;
+- :class:`Surface`: what another surface plugs in (``surfaces=``) to render the same events
+  under its own topics.
+
 Clients register for topics (a stream name; private topics carry the user: ``orders#42``). Each
 topic lives on one pub/sub channel; the hub holds one Redis subscription per channel, counted
 by the topics on it: the first registration subscribes (and waits for Redis's confirmation),
@@ -16,7 +29,7 @@ once cost a few engine queries, not a thousand.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any, Protocol
 
 import orjson
@@ -45,9 +58,25 @@ FetchDepth = Callable[[str], Awaitable[Depth]]
 
 
 class Client(Protocol):
-    """What the hub needs of a connection."""
+    """What the hub needs of a connection: frames handed over without blocking."""
 
     def deliver(self, frames: tuple[Frame, ...]) -> None: ...
+
+
+class DepthWaiter(Protocol):
+    """Something waiting for a market's depth snapshot as the engine gave it."""
+
+    def take_depth(self, depth: Depth) -> None: ...
+
+
+class Surface(Protocol):
+    """Another surface's rendering of the engine's events, called inside the hub's dispatch
+    (after the native topics, so :attr:`Hub.stats` already holds the message's trades). It
+    publishes to its own topics with :meth:`Hub.publish`; it must not block or raise."""
+
+    def market_events(self, hub: Hub, symbol: str, events: list[dict[str, Any]]) -> None: ...
+
+    def user_events(self, hub: Hub, user_id: str, events: list[dict[str, Any]]) -> None: ...
 
 
 def private_topic(stream: str, user_id: str) -> str:
@@ -65,8 +94,15 @@ class _Channel:
 
 
 class Hub:
+    """One process's fan-out: Redis subscriptions shared by every connection, each event
+    rendered once per topic, frames handed to each subscriber once per round."""
+
     def __init__(
-        self, config: MarketConfig, subscriber: Subscriber, fetch_depth: FetchDepth
+        self,
+        config: MarketConfig,
+        subscriber: Subscriber,
+        fetch_depth: FetchDepth,
+        surfaces: Iterable[Surface] = (),
     ) -> None:
         self.config = config
         self.subscriber = subscriber
@@ -74,13 +110,13 @@ class Hub:
         self.topics: dict[str, set[Client]] = {}
         self.channels: dict[str, _Channel] = {}
         self.stats = {symbol: MarketStats(market) for symbol, market in config.markets.items()}
-        self._snapshot_waiters: dict[str, list[Client]] = {}
+        # market → (clients awaiting a snapshot frame, surfaces awaiting the Depth itself)
+        self._snapshot_waiters: dict[str, tuple[list[Client], list[DepthWaiter]]] = {}
         self._nursery: trio.Nursery | None = None
         self.messages_in = 0
         self._pending: dict[Client, tuple[Frame, ...]] = {}
-        # Other surfaces (the /backpack WebSocket) render the same events under their own
-        # topics: each has market_events(hub, symbol, events) and user_events(hub, user, events).
-        self.surfaces: list[Any] = []
+        # Other surfaces (the /backpack WebSocket) render the same events under their own topics.
+        self.surfaces: tuple[Surface, ...] = tuple(surfaces)
         # While the statistics are seeded from PostgreSQL (exchange.ws.seed), market messages
         # wait here instead of being dispatched; None once live (see release_market_messages).
         self.held_market_messages: list[tuple[str, bytes]] | None = None
@@ -142,23 +178,39 @@ class Hub:
             if not clients:
                 del self.topics[topic]
 
+    def wants(self, topic: str) -> bool:
+        """Whether any client is registered on ``topic`` (render nothing for nobody)."""
+        return topic in self.topics
+
+    def subscribers(self, topic: str) -> Collection[Client]:
+        """The clients registered on ``topic`` (a view: do not keep it)."""
+        return self.topics.get(topic, ())
+
     # --- snapshots -----------------------------------------------------------------------------
 
     def request_snapshot(self, market: str, client: Client) -> None:
-        """Queue ``client`` for the next depth snapshot of ``market`` (taken after this call)."""
+        """Queue ``client`` for the next depth snapshot frame of ``market`` (taken after this
+        call)."""
+        self._waiters(market)[0].append(client)
+
+    def request_depth(self, market: str, waiter: DepthWaiter) -> None:
+        """Hand ``waiter`` the next depth snapshot of ``market`` (taken after this call), from
+        the same coalesced engine query the snapshot frames come from."""
+        self._waiters(market)[1].append(waiter)
+
+    def _waiters(self, market: str) -> tuple[list[Client], list[DepthWaiter]]:
         waiters = self._snapshot_waiters.get(market)
-        if waiters is not None:
-            waiters.append(client)
-            return
-        self._snapshot_waiters[market] = [client]
-        assert self._nursery is not None, "Hub.run is not running"
-        self._nursery.start_soon(self._snapshot_rounds, market)
+        if waiters is None:
+            waiters = self._snapshot_waiters[market] = ([], [])
+            assert self._nursery is not None, "Hub.run is not running"
+            self._nursery.start_soon(self._snapshot_rounds, market)
+        return waiters
 
     async def _snapshot_rounds(self, market: str) -> None:
         # Waiters present when a fetch starts get its result; later ones wait for the next.
-        while self._snapshot_waiters.get(market):
-            waiters = self._snapshot_waiters[market]
-            self._snapshot_waiters[market] = []
+        while any(self._snapshot_waiters[market]):
+            clients, depth_waiters = self._snapshot_waiters[market]
+            self._snapshot_waiters[market] = ([], [])
             while True:
                 try:
                     depth = await self.fetch_depth(market)
@@ -166,12 +218,11 @@ class Hub:
                 except Exception as exc:  # engine down or slow: keep the clients waiting
                     log.warning("depth snapshot of %s failed (%r); retrying", market, exc)
                     await trio.sleep(SNAPSHOT_RETRY_S)
-            frames = (render.snapshot_frame(depth_json(self.config, depth)),)
-            for client in waiters:
-                take_depth = getattr(client, "take_depth", None)
-                if take_depth is not None:  # a surface keeping its own book (Backpack bookTicker)
-                    take_depth(depth)
-                else:
+            for waiter in depth_waiters:
+                waiter.take_depth(depth)
+            if clients:
+                frames = (render.snapshot_frame(depth_json(self.config, depth)),)
+                for client in clients:
                     client.deliver(frames)
         del self._snapshot_waiters[market]
 
@@ -195,7 +246,7 @@ class Hub:
             # per client however many messages it carries.
             for channel, data in (message, *self.subscriber.receive_ready()):
                 self._render(channel, data)
-            self._flush()
+            self.flush()
             if self.subscriber.reconnects != reconnects:
                 # Messages were lost: depth clients notice by update id; say so once.
                 reconnects = self.subscriber.reconnects
@@ -214,7 +265,7 @@ class Hub:
     def dispatch(self, channel: str, data: bytes) -> None:
         """Render one pub/sub message (an engine batch's events) and deliver its frames."""
         self._render(channel, data)
-        self._flush()
+        self.flush()
 
     def _render(self, channel: str, data: bytes) -> None:
         """Render one pub/sub message for the topics that want it, into the pending round."""
@@ -238,9 +289,13 @@ class Hub:
             # Frames it already rendered are whole and stay; depth clients re-sync by update id.
             log.exception("cannot dispatch a message of %s", channel)
 
-    def _fan_out(self, topic: str, frames: tuple[Frame, ...]) -> None:
-        # Collected per client and delivered once per round (see _consume): a client on both
-        # trade@M and depth@M gets one write per round, not one per topic and message.
+    def publish(self, topic: str, frames: tuple[Frame, ...]) -> None:
+        """Hand ``frames`` to every client on ``topic``, in this round's delivery.
+
+        Collected per client and delivered once per round (see ``_consume``): a client on both
+        trade@M and depth@M gets one write per round, not one per topic and message. Outside a
+        dispatch (e.g. a snapshot task), call :meth:`flush` after publishing.
+        """
         frames = merged(frames)  # once here, not once per client
         pending = self._pending
         for client in self.topics.get(topic, ()):
@@ -249,7 +304,8 @@ class Hub:
             else:
                 pending[client] = frames
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Deliver what was published since the last round."""
         pending, self._pending = self._pending, {}
         for client, frames in pending.items():
             client.deliver(frames)
@@ -279,22 +335,22 @@ class Hub:
             elif kind == "depth" and want_depth:
                 depth.append(render.depth_frame(event))
         if trades:
-            self._fan_out(f"trade@{symbol}", tuple(trades))
+            self.publish(f"trade@{symbol}", tuple(trades))
         if depth:
-            self._fan_out(f"depth@{symbol}", tuple(depth))
+            self.publish(f"depth@{symbol}", tuple(depth))
         if tickers:
-            self._fan_out(f"ticker@{symbol}", tuple(tickers))
+            self.publish(f"ticker@{symbol}", tuple(tickers))
         for interval, frames in klines.items():
-            self._fan_out(f"kline_{interval}@{symbol}", tuple(frames))
+            self.publish(f"kline_{interval}@{symbol}", tuple(frames))
 
     def _dispatch_user(self, user_id: str, events: list[dict[str, Any]]) -> None:
         orders_topic = private_topic("orders", user_id)
         if orders_topic in self.topics:
             frames = tuple(render.order_frame(e) for e in events if e.get("type") == "order")
             if frames:
-                self._fan_out(orders_topic, frames)
+                self.publish(orders_topic, frames)
         balances_topic = private_topic("balances", user_id)
         if balances_topic in self.topics:
             changes = [e for e in events if e.get("type") == "balance"]
             if changes:
-                self._fan_out(balances_topic, (render.balances_frame(changes),))
+                self.publish(balances_topic, (render.balances_frame(changes),))

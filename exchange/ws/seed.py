@@ -26,13 +26,13 @@ PostgreSQL down or broken: a warning, and the statistics start from live trades 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 
 import orjson
 import trio
 
 from exchange.db.queries import StatsSeed, open_history_reader
+from exchange.ws.auth import wall_clock_ms
 from exchange.ws.hub import Hub
 from exchange.ws.stats import BUCKET_MS, WINDOW_MS
 
@@ -43,10 +43,6 @@ CATCH_UP_POLL_S = 0.2
 # One snapshot reads a day of trades per market: slower than an API read, yet bounded, so a
 # stalled PostgreSQL delays the server's start by this much at most.
 SEED_TIMEOUT_S = 30.0
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def seed_statistics(

@@ -23,7 +23,6 @@ import trio
 from trio_websocket import WebSocketRequest, WebSocketServer
 
 from exchange import settings as settings_module
-from exchange.api.auth import wall_clock_ms
 from exchange.backpack import connection as backpack_connection
 from exchange.backpack.stream import BackpackTopics
 from exchange.bus import RedisBridge, open_subscriber
@@ -33,7 +32,7 @@ from exchange.gateway import open_gateway
 from exchange.markets import MarketConfig, load_config
 from exchange.models import Depth, GetDepth, Rejection
 from exchange.programs import cancel_on_stop_signal, configure_logging, supervise
-from exchange.ws.auth import Authenticator
+from exchange.ws.auth import Authenticator, wall_clock_ms
 from exchange.ws.connection import Client, Limits
 from exchange.ws.hub import Hub
 from exchange.ws.seed import seed_statistics
@@ -93,8 +92,8 @@ async def run(
                     raise ServiceUnavailable(f"depth of {market}: {reply.message}")
                 return reply
 
-            hub = Hub(config, subscriber, fetch_depth)
-            hub.surfaces.append(BackpackTopics(config))
+            backpack = BackpackTopics(config)
+            hub = Hub(config, subscriber, fetch_depth, surfaces=[backpack])
             if options.seed_statistics:
                 hub.hold_market_messages()  # until seeded: see exchange.ws.seed
 
@@ -103,7 +102,7 @@ async def run(
                 if path in BACKPACK_PATHS:
                     ws = await request.accept()
                     await backpack_connection.BackpackClient(
-                        ws, hub, config, user_for_key, limits, wall_clock_ms
+                        ws, hub, config, user_for_key, limits, wall_clock_ms, backpack
                     ).serve()
                     return
                 if path not in PATHS:

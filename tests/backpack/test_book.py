@@ -114,16 +114,23 @@ def test_top_equals_a_naive_book_over_random_diffs():
 
 
 class FakeHub:
-    """The hub's surface for BookTickers: topics, request_snapshot and _fan_out."""
+    """The part of the hub's interface BookTickers uses: wants, subscribers, request_depth
+    and publish."""
 
     def __init__(self) -> None:
         self.topics: dict[str, set[Any]] = {}
         self.snapshot_waiters: list[Any] = []
 
-    def request_snapshot(self, market: str, waiter: Any) -> None:
+    def wants(self, topic: str) -> bool:
+        return topic in self.topics
+
+    def subscribers(self, topic: str) -> set[Any]:
+        return self.topics.get(topic, set())
+
+    def request_depth(self, market: str, waiter: Any) -> None:
         self.snapshot_waiters.append(waiter)
 
-    def _fan_out(self, topic: str, frames: tuple[Any, ...]) -> None:
+    def publish(self, topic: str, frames: tuple[Any, ...]) -> None:
         for client in self.topics.get(topic, ()):
             client.deliver(frames)
 
