@@ -2,7 +2,7 @@
 
     python benchmarks/bench_ws.py [--clients 1000] [--trades-per-s 200] [--seconds 15]
                                   [--client-procs 2] [--probes 50] [--nap-ms 10]
-                                  [--no-pin-server] [--ws-workers 1]
+                                  [--no-pin-server] [--ws-workers 1] [--public-write]
 
 Starts its own Redis (private, throwaway), ``bin/engine`` and ``bin/ws`` as child processes,
 connects the clients from ``--client-procs`` processes (:mod:`ws_clients`, plain ``epoll``
@@ -218,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="give the ws process a CPU of its own (the rest share the others)",
     )
+    parser.add_argument(
+        "--public-write",
+        action="store_true",
+        help="write through trio-websocket's send_message (WS_WRITE=public), not directly",
+    )
     args = parser.parse_args(argv)
     server_cpus, other_cpus = _split_cpus(args.pin_server, args.ws_workers)
     if other_cpus is not None:
@@ -231,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                 "REDIS_URL": redis_server.url,
                 "WS_PORT": str(ws_port),
                 "WS_WORKERS": str(args.ws_workers),
+                # --public-write: through trio-websocket's send_message, against the direct path
+                "WS_WRITE": "public" if args.public_write else "direct",
                 "EXCHANGE_AUTH": "dev",
                 "PYTHONPATH": str(ROOT),
                 # No history to seed tickers from: name a port nothing listens on, so the ws
@@ -263,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             result["ws_exit_code"] = ws.returncode
             result["server_pinned"] = server_cpus is not None
             result["ws_workers"] = args.ws_workers
+            result["ws_write"] = "public" if args.public_write else "direct"
     print(
         f"{result['messages_per_s']:,} messages/s to {result['clients']} clients; "
         f"engine-to-client p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "

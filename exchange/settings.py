@@ -81,6 +81,9 @@ class Settings:
     ws_port: int = 8080
     ws_send_queue: int = 1024  # pending engine batches per client before it is dropped (1008)
     ws_workers: int = 1  # processes sharing WS_PORT (SO_REUSEPORT), each a whole ws server
+    # "direct": pre-framed bytes to the socket (exchange.ws.direct_write); "public": through
+    # trio-websocket's send_message, to measure what the direct path saves
+    ws_write: str = "direct"
     # db writer
     db_consumer: str = (
         "db-writer-1"  # its name in the events consumer group; stable across restarts
@@ -138,6 +141,9 @@ def load() -> Settings:
     """Read the environment. Raises ConfigError for malformed values."""
     # Read defaults from an instance: on a slotted attrs class, Settings.x is a descriptor.
     defaults = Settings()
+    ws_write = _str("WS_WRITE", defaults.ws_write)
+    if ws_write not in ("direct", "public"):
+        raise ConfigError(f"WS_WRITE must be 'direct' or 'public', not {ws_write!r}")
     auth_mode = _str("EXCHANGE_AUTH", "apikey")
     if auth_mode not in ("apikey", "dev"):
         raise ConfigError(f"EXCHANGE_AUTH must be 'apikey' or 'dev', not {auth_mode!r}")
@@ -171,6 +177,7 @@ def load() -> Settings:
         ws_port=_int("WS_PORT", defaults.ws_port),
         ws_send_queue=_int("WS_SEND_QUEUE", defaults.ws_send_queue),
         ws_workers=_int("WS_WORKERS", defaults.ws_workers),
+        ws_write=ws_write,
         db_consumer=_str("DB_CONSUMER", defaults.db_consumer),
         db_read_count=_int("DB_READ_COUNT", defaults.db_read_count),
         db_claim_idle_s=_float("DB_CLAIM_IDLE_S", defaults.db_claim_idle_s),

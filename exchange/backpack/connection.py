@@ -24,7 +24,7 @@ from exchange.backpack.stream import PRIVATE_TOPICS, BackpackTopics, hub_topic
 from exchange.bus import market_channel, user_channel
 from exchange.markets import MarketConfig
 from exchange.ws.connection import Limits, Session
-from exchange.ws.frames import Frame, send_frames
+from exchange.ws.frames import Frame
 from exchange.ws.hub import Hub
 from exchange.ws.stats import INTERVALS_MS
 
@@ -105,7 +105,7 @@ class BackpackClient(Session):
                             return
                         out.append(frame.data)
                 if out:
-                    await send_frames(self.ws, b"".join(out))
+                    await self.send(self.ws, b"".join(out))
         except ConnectionClosed:
             self._scope.cancel()
 

@@ -25,14 +25,8 @@ from exchange.errors import ErrorCode
 from exchange.markets import MarketConfig
 from exchange.ws import keepalive
 from exchange.ws.auth import Authenticator
-from exchange.ws.frames import (
-    DepthSnapshot,
-    Frame,
-    Outbox,
-    raw_socket,
-    send_frames,
-    try_send_nowait,
-)
+from exchange.ws.direct_write import raw_socket, send_frames, try_send_nowait
+from exchange.ws.frames import DepthSnapshot, Frame, Outbox, send_messages
 from exchange.ws.hub import Hub, private_topic
 from exchange.ws.protocol import (
     ProtocolError,
@@ -58,6 +52,9 @@ class Limits:
     outbox_batches: int = 1024
     ping_interval_s: float = keepalive.PING_INTERVAL_S
     pong_timeout_s: float = keepalive.PONG_TIMEOUT_S
+    # Write pre-framed bytes to the socket (exchange.ws.direct_write); False: through
+    # trio-websocket's public send_message (WS_WRITE=public, to measure the difference).
+    direct_write: bool = True
 
 
 @attrs.define
@@ -79,6 +76,7 @@ class Session:
         self.config = config
         self.limits = limits
         self.outbox = Outbox(limits.outbox_batches)
+        self.send = send_frames if limits.direct_write else send_messages
         self.close_code: tuple[int, str] | None = None
         self._scope = trio.CancelScope()
 
@@ -151,7 +149,7 @@ class Client(Session):
         self.streams: dict[str, tuple[str, str]] = {}  # stream name → (topic, channel)
         self.gates: dict[str, _DepthGate] = {}
         self._sender_idle = False
-        self._socket = raw_socket(ws) if ws is not None else None
+        self._socket = raw_socket(ws) if ws is not None and limits.direct_write else None
 
     def deliver(self, frames: tuple[Frame, ...]) -> None:
         if self._sender_idle and self._socket is not None and not self.outbox:
@@ -187,7 +185,7 @@ class Client(Session):
                 out: list[bytes] = []
                 self._gate_all(batches, out)
                 if out:
-                    await send_frames(self.ws, b"".join(out))
+                    await self.send(self.ws, b"".join(out))
         except ConnectionClosed:
             self._scope.cancel()
         finally:

@@ -8,21 +8,48 @@ the contract says. Going through ``WebSocketConnection.send_message`` instead wo
 each message per client and make one syscall per message; at 1,000 clients that is the whole
 CPU budget.
 
-:func:`send_frames` is the one place that touches trio-websocket internals (its stream and send
-lock, so our writes never interleave with its pings, pongs and close frames).
+How the bytes reach the socket is :mod:`exchange.ws.direct_write`'s (the one module that knows
+trio-websocket's internals) or, through the public API, :func:`send_messages`.
 """
 
 from __future__ import annotations
 
-import socket
 import struct
 from collections import deque
+from collections.abc import Iterator
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
-from wsproto.connection import ConnectionState
+from trio_websocket import WebSocketConnection
 
 _FIN_TEXT = 0x81
+
+
+def text_payloads(data: bytes) -> Iterator[bytes]:
+    """The payloads of the frames :func:`text_frame` made, joined in ``data``, in order."""
+    offset, end = 0, len(data)
+    while offset < end:
+        size = data[offset + 1]
+        if size == 126:
+            (size,) = struct.unpack_from("!H", data, offset + 2)
+            offset += 4
+        elif size == 127:
+            (size,) = struct.unpack_from("!Q", data, offset + 2)
+            offset += 10
+        else:
+            offset += 2
+        yield data[offset : offset + size]
+        offset += size
+
+
+async def send_messages(ws: WebSocketConnection, data: bytes) -> None:
+    """Write pre-framed bytes through trio-websocket's public API: one ``send_message`` per
+    frame, re-framed by wsproto (the measured alternative to :mod:`exchange.ws.direct_write`).
+
+    Raises:
+        ConnectionClosed: the connection is closing or closed.
+    """
+    for payload in text_payloads(data):
+        await ws.send_message(payload.decode())
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -130,50 +157,3 @@ class Outbox:
     def close(self) -> None:
         self.closed = True
         self._items.clear()
-
-
-def raw_socket(ws: WebSocketConnection) -> socket.socket | None:
-    """The connection's non-blocking OS socket, when it runs on a plain TCP stream."""
-    stream = ws._stream
-    if isinstance(stream, trio.SocketStream):
-        return stream.socket._sock  # type: ignore[attr-defined]
-    return None
-
-
-def try_send_nowait(ws: WebSocketConnection, sock: socket.socket, data: bytes) -> int:
-    """Write what the kernel takes right now, without a task switch; returns bytes written.
-
-    Only when nothing else is writing (the send lock is free) and the connection is open;
-    otherwise 0 and the caller queues. This is the fan-out fast path: a client that keeps up
-    costs one ``send`` syscall per engine batch and no task wake-up at all.
-
-    Raises:
-        OSError: the connection is broken.
-    """
-    if (
-        ws._stream_lock.locked()
-        or ws._close_reason is not None
-        or ws._wsproto.state is not ConnectionState.OPEN
-    ):
-        return 0
-    try:
-        return sock.send(data)
-    except BlockingIOError:
-        return 0
-
-
-async def send_frames(ws: WebSocketConnection, data: bytes) -> None:
-    """Write pre-framed bytes to the client.
-
-    Raises:
-        ConnectionClosed: the connection is closing or closed.
-    """
-    async with ws._stream_lock:
-        # Checked under the lock: a close frame sent while we waited must be the last frame.
-        if ws._close_reason is not None or ws._wsproto.state is not ConnectionState.OPEN:
-            raise ConnectionClosed(ws._close_reason)
-        try:
-            await ws._stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            await ws._abort_web_socket()
-            raise ConnectionClosed(ws._close_reason) from None

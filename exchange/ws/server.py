@@ -32,6 +32,7 @@ from exchange.gateway import open_gateway
 from exchange.markets import MarketConfig, load_config
 from exchange.models import Depth, GetDepth, Rejection
 from exchange.programs import cancel_on_stop_signal, configure_logging, supervise
+from exchange.ws import direct_write
 from exchange.ws.auth import Authenticator, wall_clock_ms
 from exchange.ws.connection import Client, Limits
 from exchange.ws.hub import Hub
@@ -71,7 +72,9 @@ async def run(
     """
     settings.check_listen(settings.ws_host)
     config = config or load_config(settings.markets_file)
-    limits = options.limits or Limits(outbox_batches=settings.ws_send_queue)
+    limits = options.limits or Limits(
+        outbox_batches=settings.ws_send_queue, direct_write=_direct_write(settings)
+    )
     # The credential store serves the native AUTH (apikey mode) and /backpack's ED25519
     # signatures (always: private Backpack topics are signed whatever EXCHANGE_AUTH is).
     bridge = RedisBridge(settings.redis_url, max_threads=2)
@@ -128,6 +131,17 @@ async def run(
                 task_status.started(server.port)
     finally:
         bridge.close()
+
+
+def _direct_write(settings: settings_module.Settings) -> bool:
+    """Whether connections write pre-framed bytes directly (see exchange.ws.direct_write)."""
+    if settings.ws_write != "direct":
+        return False
+    reason = direct_write.incompatibility()
+    if reason is not None:
+        log.warning("writing through trio-websocket's public API: %s", reason)
+        return False
+    return True
 
 
 async def _listeners(settings: settings_module.Settings) -> list[trio.SocketListener]:
