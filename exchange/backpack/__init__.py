@@ -4,5 +4,5 @@
 - :mod:`exchange.backpack.signing`: ED25519 signing texts and verification (pure).
 - :mod:`exchange.backpack.translate`: names, units, shapes and error codes (pure).
 - :mod:`exchange.backpack.rest`: the REST handlers, mounted on the API's router.
-- :mod:`exchange.backpack.stream`: the WebSocket topics and frames, on the ws server's hub.
+- The WebSocket side moved to :mod:`exchange.surfaces.backpack`.
 """

@@ -43,8 +43,8 @@ from exchange.bus import (
 )
 from exchange.markets import MarketConfig
 from exchange.models import Depth
+from exchange.surfaces.native import ws_render as render
 from exchange.views import depth_json
-from exchange.ws import render
 from exchange.ws.frames import Frame, merged
 from exchange.ws.stats import INTERVALS_MS, MarketStats
 

@@ -23,8 +23,6 @@ import trio
 from trio_websocket import WebSocketRequest, WebSocketServer
 
 from exchange import settings as settings_module
-from exchange.backpack import connection as backpack_connection
-from exchange.backpack.stream import BackpackTopics
 from exchange.bus import RedisBridge, open_subscriber
 from exchange.credentials import CredentialStore
 from exchange.errors import ConfigError, ServiceUnavailable
@@ -32,11 +30,14 @@ from exchange.gateway import open_gateway
 from exchange.markets import MarketConfig, load_config
 from exchange.models import Depth, GetDepth, Rejection
 from exchange.programs import cancel_on_stop_signal, configure_logging, supervise
+from exchange.surfaces.backpack import ws_connection as backpack_connection
+from exchange.surfaces.backpack.ws_stream import BackpackTopics
+from exchange.surfaces.native.ws_auth import Authenticator, wall_clock_ms
+from exchange.surfaces.native.ws_connection import Client
 from exchange.ws import direct_write
-from exchange.ws.auth import Authenticator, wall_clock_ms
-from exchange.ws.connection import Client, Limits
 from exchange.ws.hub import Hub
 from exchange.ws.seed import seed_statistics
+from exchange.ws.session import Limits
 
 log = logging.getLogger("exchange.ws")
 

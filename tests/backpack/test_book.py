@@ -7,10 +7,10 @@ from typing import Any
 
 import orjson
 
-from exchange.backpack.book import Applied, BookTracker, Top
-from exchange.backpack.book_ticker import BookTickers, hub_topic
 from exchange.markets import load_config
 from exchange.models import Depth
+from exchange.surfaces.backpack.book import Applied, BookTracker, Top
+from exchange.surfaces.backpack.book_ticker import BookTickers, hub_topic
 
 CONFIG = load_config()
 MARKET = CONFIG.markets["TATA_INR"]  # tick 0.01, lot 0.01

@@ -1,6 +1,6 @@
 """One connection without the network: heartbeat timers under MockClock, and the depth gate.
 
-The server side is the real :class:`~exchange.ws.connection.Client` on trio-websocket over an
+The server side is the real :class:`~exchange.surfaces.native.ws_connection.Client` on trio-websocket over an
 in-memory stream pair, so virtual time jumps without any socket in the way.
 """
 
@@ -14,10 +14,11 @@ import wsproto.events as ev
 from trio_websocket import wrap_client_stream, wrap_server_stream
 
 from exchange.markets import load_config
-from exchange.ws import render
-from exchange.ws.auth import Authenticator
-from exchange.ws.connection import Client, Limits
+from exchange.surfaces.native import ws_render as render
+from exchange.surfaces.native.ws_auth import Authenticator
+from exchange.surfaces.native.ws_connection import Client
 from exchange.ws.frames import Frame, merged
+from exchange.ws.session import Limits
 
 CONFIG = load_config()
 
@@ -99,7 +100,7 @@ def _snapshot(last: int) -> Frame:
 
 
 def test_depth_gate_buffers_drops_chains_and_resnapshots_on_gap() -> None:
-    from exchange.ws.connection import _DepthGate
+    from exchange.surfaces.native.ws_connection import _DepthGate
 
     hub = _Hub()
     client = Client(None, hub, CONFIG, Authenticator("dev"), Limits())  # type: ignore[arg-type]
@@ -146,7 +147,7 @@ def test_merged_frames_join_plain_frames_and_chained_diffs_only() -> None:
 
 
 def test_depth_gate_takes_only_the_diffs_after_a_snapshot_inside_a_merged_run() -> None:
-    from exchange.ws.connection import _DepthGate
+    from exchange.surfaces.native.ws_connection import _DepthGate
 
     client = Client(None, _Hub(), CONFIG, Authenticator("dev"), Limits())  # type: ignore[arg-type]
     client.gates["TATA_INR"] = _DepthGate()

@@ -9,9 +9,9 @@ import trio
 
 from exchange import signing
 from exchange.markets import load_config
-from exchange.ws.auth import Authenticator
+from exchange.surfaces.native.ws_auth import Authenticator
+from exchange.surfaces.native.ws_protocol import ProtocolError, Stream, parse_request, parse_stream
 from exchange.ws.frames import Outbox, text_frame
-from exchange.ws.protocol import ProtocolError, Stream, parse_request, parse_stream
 
 CONFIG = load_config()
 

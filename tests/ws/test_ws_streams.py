@@ -30,8 +30,8 @@ from exchange.models import (
     TimeInForce,
     TradeExecuted,
 )
-from exchange.ws.connection import Limits
 from exchange.ws.server import Options
+from exchange.ws.session import Limits
 
 MARKET = CONFIG.markets["TATA_INR"]
 TS = 1_700_000_000_000

@@ -14,7 +14,7 @@ Frames are ``{"stream": topic, "data": {"e": event, ...}}`` with times in micros
   its ccxt reconnects, resubscribes and fetches a fresh snapshot.
 - ``trade.M``, ``ticker.M`` (24 h, from the hub's statistics), ``kline.<interval>.M``.
 - ``bookTicker.M``: the best bid and ask after each change of the top of the book, from a book
-  kept only for markets with subscribers (:mod:`exchange.backpack.book_ticker`).
+  kept only for markets with subscribers (:mod:`exchange.surfaces.backpack.book_ticker`).
 - ``account.orderUpdate[.M]``: orderAccepted / orderFill / orderCancelled / orderExpired with
   Backpack's fields (``l``/``L`` the quantity and average price since the order's previous update
   this server saw, ``z``/``Z`` cumulative). ``account.balanceUpdate``: absolute values per asset.
@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from exchange.backpack.book_ticker import BookTickers
 from exchange.backpack.translate import (
     SELF_TRADE_NAMES,
     SIDE_NAMES,
@@ -39,6 +38,7 @@ from exchange.backpack.translate import (
 )
 from exchange.markets import MarketConfig
 from exchange.money import format_decimal
+from exchange.surfaces.backpack.book_ticker import BookTickers
 from exchange.ws.frames import Frame
 from exchange.ws.stats import INTERVALS_MS
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from exchange import signing
 from exchange.errors import ErrorCode
-from exchange.ws.protocol import ProtocolError
+from exchange.surfaces.native.ws_protocol import ProtocolError
 
 AUTH_WINDOW_MS = 5000
 MAX_USER_ID_CHARS = 64

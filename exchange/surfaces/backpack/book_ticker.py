@@ -1,7 +1,7 @@
 """Backpack's ``bookTicker.M``: the best bid and ask, sent whenever the top of the book changes.
 
 Only markets with a ``bookTicker`` subscriber are tracked. The first subscriber creates a
-:class:`~exchange.backpack.book.BookTracker`, which keeps the market's diffs while the hub fetches
+:class:`~exchange.surfaces.backpack.book.BookTracker`, which keeps the market's diffs while the hub fetches
 a depth snapshot from the engine (the same coalesced rounds the native ``depth@`` clients use,
 so a burst of subscribers costs one engine query); the last one leaving drops it. After that:
 
@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from exchange.backpack.book import Applied, BookTracker, Top
 from exchange.markets import MarketConfig
 from exchange.models import Depth
+from exchange.surfaces.backpack.book import Applied, BookTracker, Top
 from exchange.ws.frames import Frame
 
 if TYPE_CHECKING:

@@ -5,27 +5,27 @@ private topics add ``"signature": [api_key, signature, timestamp, window]`` over
 ``instruction=subscribe&timestamp=…&window=…``. A refused request is answered
 ``{"id": null, "error": {"code": <integer>, "message"}}`` (ccxt ignores string codes).
 
-Like the native connection it has a reader, a sender draining a bounded outbox and a heartbeat in
-one nursery; a client too slow for its outbox is closed (1008). Depth deltas are checked for
+The connection's life (outbox, reader, sender, heartbeat; a client too slow for its outbox is
+closed with 1008) is :class:`exchange.ws.session.Session`'s. Depth deltas are checked for
 contiguity per market: a gap closes the connection (1011) rather than corrupt the client's book.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import WebSocketConnection
 
 from exchange.backpack import signing
-from exchange.backpack.stream import PRIVATE_TOPICS, BackpackTopics, hub_topic
 from exchange.bus import market_channel, user_channel
 from exchange.markets import MarketConfig
-from exchange.ws.connection import Limits, Session
+from exchange.surfaces.backpack.ws_stream import PRIVATE_TOPICS, BackpackTopics, hub_topic
 from exchange.ws.frames import Frame
 from exchange.ws.hub import Hub
+from exchange.ws.session import Limits, Session
 from exchange.ws.stats import INTERVALS_MS
 
 log = logging.getLogger(__name__)
@@ -90,24 +90,17 @@ class BackpackClient(Session):
         self.held: dict[str, tuple[str | None, str]] = {}  # topic → (hub topic, channel)
         self.depth_ids: dict[str, int] = {}  # market → last delta's u
 
-    def _leave_all(self) -> None:
+    def leave_all(self) -> None:
         for topic in list(self.held):
             self._leave(topic)
 
-    async def _send_loop(self) -> None:
-        try:
-            while True:
-                out = []
-                for frames in await self.outbox.get_all():
-                    for frame in frames:
-                        if frame.market is not None and not self._in_sequence(frame):
-                            self.kick(DEPTH_GAP, "depth delta lost; resubscribe")
-                            return
-                        out.append(frame.data)
-                if out:
-                    await self.send(self.ws, b"".join(out))
-        except ConnectionClosed:
-            self._scope.cancel()
+    def outgoing(self, batches: Iterable[tuple[Frame, ...]], out: list[bytes]) -> None:
+        for frames in batches:
+            for frame in frames:
+                if frame.market is not None and not self._in_sequence(frame):
+                    self.kick(DEPTH_GAP, "depth delta lost; resubscribe")
+                    return
+                out.append(frame.data)
 
     def _in_sequence(self, frame: Frame) -> bool:
         market = frame.market
@@ -121,17 +114,12 @@ class BackpackClient(Session):
 
     # --- requests ------------------------------------------------------------------------------
 
-    async def _read_loop(self) -> None:
-        while True:
-            try:
-                raw = await self.ws.get_message()
-            except ConnectionClosed:
-                return
-            try:
-                await self._handle(raw)
-            except Refused as exc:
-                error = {"id": None, "error": {"code": exc.code, "message": exc.message}}
-                self.deliver((Frame.of(orjson.dumps(error)),))
+    async def handle(self, message: str | bytes) -> None:
+        try:
+            await self._handle(message)
+        except Refused as exc:
+            error = {"id": None, "error": {"code": exc.code, "message": exc.message}}
+            self.deliver((Frame.of(orjson.dumps(error)),))
 
     async def _handle(self, raw: str | bytes) -> None:
         if len(raw) > MAX_FRAME_BYTES:

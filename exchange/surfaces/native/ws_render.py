@@ -11,8 +11,8 @@ from typing import Any
 
 from exchange.markets import Market
 from exchange.money import parse_decimal, to_steps
+from exchange.surfaces.native.ws_protocol import stream_frame
 from exchange.ws.frames import DepthSnapshot, Frame
-from exchange.ws.protocol import stream_frame
 from exchange.ws.stats import MarketStats, Trade
 
 _PUBLIC_TRADE_FIELDS = (

@@ -1,8 +1,7 @@
-"""One client connection: requests in, frames out, heartbeat, and the depth gate.
+"""A native ``/`` or ``/ws`` connection: the contract's requests, streams and the depth gate.
 
-Three tasks share one nursery: the reader (requests), the sender (drains the outbox in one write)
-and the heartbeat. Whichever ends first ends the connection; the ``finally`` unregisters from
-the hub and closes the WebSocket under a shielded timeout, so teardown is always bounded.
+The connection's life (outbox, reader, sender, heartbeat, teardown) is
+:class:`exchange.ws.session.Session`'s; this module is what the native surface adds to it.
 
 The depth gate keeps each ``depth@M`` stream exact for this client: diffs that arrive before the
 snapshot wait in a buffer; the snapshot goes out, diffs it already contains are dropped, and from
@@ -17,18 +16,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
-import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import WebSocketConnection
 
 from exchange.bus import market_channel, user_channel
 from exchange.errors import ErrorCode
 from exchange.markets import MarketConfig
-from exchange.ws import keepalive
-from exchange.ws.auth import Authenticator
-from exchange.ws.direct_write import raw_socket, send_frames, try_send_nowait
-from exchange.ws.frames import DepthSnapshot, Frame, Outbox, send_messages
-from exchange.ws.hub import Hub, private_topic
-from exchange.ws.protocol import (
+from exchange.surfaces.native.ws_auth import Authenticator
+from exchange.surfaces.native.ws_protocol import (
     ProtocolError,
     Request,
     Stream,
@@ -37,24 +31,15 @@ from exchange.ws.protocol import (
     parse_stream,
     result_frame,
 )
+from exchange.ws.direct_write import raw_socket, try_send_nowait
+from exchange.ws.frames import DepthSnapshot, Frame
+from exchange.ws.hub import Hub, private_topic
+from exchange.ws.session import GOING_AWAY, SLOW_CLIENT, Limits, Session
 
 log = logging.getLogger(__name__)
 
-CLOSE_TIMEOUT_S = 2.0
-SLOW_CLIENT = 1008
-GOING_AWAY = 1001
 # Diffs held while a snapshot is fetched; more means the engine is not answering.
 MAX_GATE_BUFFER = 10_000
-
-
-@attrs.frozen
-class Limits:
-    outbox_batches: int = 1024
-    ping_interval_s: float = keepalive.PING_INTERVAL_S
-    pong_timeout_s: float = keepalive.PONG_TIMEOUT_S
-    # Write pre-framed bytes to the socket (exchange.ws.direct_write); False: through
-    # trio-websocket's public send_message (WS_WRITE=public, to measure the difference).
-    direct_write: bool = True
 
 
 @attrs.define
@@ -63,77 +48,8 @@ class _DepthGate:
     buffer: list[Frame] = attrs.Factory(list)
 
 
-class Session:
-    """A connection's life, whatever its surface: the hub delivers frames into a bounded outbox
-    (a client too slow for it is closed with 1008), and :meth:`serve` runs the surface's reader
-    and sender beside the heartbeat until one ends, then leaves the hub and closes the socket
-    under a shielded timeout. Surfaces implement ``_read_loop``, ``_send_loop``, ``_leave_all``.
-    """
-
-    def __init__(self, ws: WebSocketConnection, hub: Hub, config: MarketConfig, limits: Limits):
-        self.ws = ws
-        self.hub = hub
-        self.config = config
-        self.limits = limits
-        self.outbox = Outbox(limits.outbox_batches)
-        self.send = send_frames if limits.direct_write else send_messages
-        self.close_code: tuple[int, str] | None = None
-        self._scope = trio.CancelScope()
-
-    # --- called by the hub (never blocks) -----------------------------------------------------
-
-    def deliver(self, frames: tuple[Frame, ...]) -> None:
-        if not self.outbox.put_nowait(frames):
-            self.kick(SLOW_CLIENT, "client too slow")
-
-    def kick(self, code: int, reason: str) -> None:
-        """End the connection with ``code`` (first reason wins)."""
-        if self.close_code is None:
-            self.close_code = (code, reason)
-            self.outbox.close()
-            self._scope.cancel()
-
-    # --- life ----------------------------------------------------------------------------------
-
-    async def serve(self) -> None:
-        try:
-            with self._scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._send_loop)
-                    nursery.start_soon(self._heartbeat)
-                    await self._read_loop()
-                    nursery.cancel_scope.cancel()
-        finally:
-            self._leave_all()
-            self.outbox.close()
-            code, reason = self.close_code or (GOING_AWAY, "server shutting down")
-            with trio.move_on_after(CLOSE_TIMEOUT_S) as cleanup:
-                cleanup.shield = True
-                await self.ws.aclose(code, reason)
-
-    async def _heartbeat(self) -> None:
-        try:
-            await keepalive.keep_alive(
-                self.ws.ping,
-                interval_s=self.limits.ping_interval_s,
-                timeout_s=self.limits.pong_timeout_s,
-            )
-        except ConnectionClosed:
-            return  # the reader ends the connection
-        self.kick(GOING_AWAY, "ping timeout")
-
-    async def _read_loop(self) -> None:
-        raise NotImplementedError
-
-    async def _send_loop(self) -> None:
-        raise NotImplementedError
-
-    def _leave_all(self) -> None:
-        raise NotImplementedError
-
-
 class Client(Session):
-    """A native ``/`` or ``/ws`` connection: the contract's requests, streams and depth gate."""
+    """A native connection: the contract's requests and streams, each depth@M gated."""
 
     def __init__(
         self,
@@ -148,14 +64,13 @@ class Client(Session):
         self.user_id: str | None = None
         self.streams: dict[str, tuple[str, str]] = {}  # stream name → (topic, channel)
         self.gates: dict[str, _DepthGate] = {}
-        self._sender_idle = False
         self._socket = raw_socket(ws) if ws is not None and limits.direct_write else None
 
     def deliver(self, frames: tuple[Frame, ...]) -> None:
-        if self._sender_idle and self._socket is not None and not self.outbox:
+        if self.sender_idle and self._socket is not None and not self.outbox:
             # Fast path: nothing queued, nobody writing: send now, queue only the rest.
             out: list[bytes] = []
-            self._gate_all((frames,), out)
+            self.outgoing((frames,), out)
             if not out:
                 return
             data = b"".join(out)
@@ -169,29 +84,14 @@ class Client(Session):
             frames = (Frame(data[sent:]),)  # already gated: raw bytes from here on
         super().deliver(frames)
 
-    def _leave_all(self) -> None:
+    def leave_all(self) -> None:
         for topic, channel in self.streams.values():
             self.hub.unregister(self, topic)
             self.hub.release(channel)
         self.streams.clear()
         self.gates.clear()
 
-    async def _send_loop(self) -> None:
-        try:
-            while True:
-                self._sender_idle = True
-                batches = await self.outbox.get_all()
-                self._sender_idle = False
-                out: list[bytes] = []
-                self._gate_all(batches, out)
-                if out:
-                    await self.send(self.ws, b"".join(out))
-        except ConnectionClosed:
-            self._scope.cancel()
-        finally:
-            self._sender_idle = False
-
-    def _gate_all(self, batches: Iterable[tuple[Frame, ...]], out: list[bytes]) -> None:
+    def outgoing(self, batches: Iterable[tuple[Frame, ...]], out: list[bytes]) -> None:
         for frames in batches:
             for frame in frames:
                 if frame.market is None:
@@ -235,16 +135,11 @@ class Client(Session):
 
     # --- requests ------------------------------------------------------------------------------
 
-    async def _read_loop(self) -> None:
-        while True:
-            try:
-                raw = await self.ws.get_message()
-            except ConnectionClosed:
-                return
-            try:
-                await self._handle(parse_request(raw))
-            except ProtocolError as exc:
-                self._reply(error_frame(exc.request_id, exc.code.value, exc.message))
+    async def handle(self, message: str | bytes) -> None:
+        try:
+            await self._handle(parse_request(message))
+        except ProtocolError as exc:
+            self._reply(error_frame(exc.request_id, exc.code.value, exc.message))
 
     def _reply(self, payload: bytes) -> None:
         self.deliver((Frame.of(payload),))

@@ -12,7 +12,7 @@ ticks → integer lots, in a ``SortedDict`` per side; exact, no rounding anywher
 - :meth:`BookTracker.load` for an engine snapshot (``models.Depth``): the kept diffs newer than it
   are replayed on top. Sizes are absolute, so a diff straddling the snapshot's id applies cleanly.
 
-Pure: no I/O, no clock. The glue to the ws hub is :mod:`exchange.backpack.book_ticker`.
+Pure: no I/O, no clock. The glue to the ws hub is :mod:`exchange.surfaces.backpack.book_ticker`.
 """
 
 from __future__ import annotations
