@@ -22,7 +22,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any
 
 import attrs
@@ -31,6 +30,7 @@ from psycopg.rows import dict_row
 
 from exchange.db import statements
 from exchange.db.pg import PooledConnections
+from exchange.marketstats import percent_change_text as percent_change
 from exchange.money import format_decimal
 from exchange.settings import Settings
 
@@ -72,14 +72,6 @@ def _utc(moment: datetime) -> datetime:
 
 def _money(value: Decimal | None) -> str | None:
     return None if value is None else format_decimal(value)
-
-
-def percent_change(first: Decimal, last: Decimal) -> str:
-    """``(last - first) / first * 100``, rounded half-up (away from zero) to 2 places, exactly."""
-    change = Fraction(last - first) * 100 / Fraction(first)
-    hundredths = int(abs(change) * 100 + Fraction(1, 2))  # floor of a positive value
-    value = Decimal(hundredths).scaleb(-2)
-    return format_decimal(-value if change < 0 else value)
 
 
 def _order(row: dict[str, Any]) -> dict[str, Any]:
@@ -339,7 +331,7 @@ def _klines_rows(
 
 @attrs.frozen
 class StatsSeed:
-    """Raw history for :meth:`exchange.ws.stats.MarketStats.seed_history` (money as Decimal).
+    """Raw history for :meth:`exchange.marketstats.MarketStats.seed_history` (money as Decimal).
 
     ``seconds[market]``: rows ``start_ms, open, high, low, close, volume, quote_volume, trades,
     first_id, last_id``, oldest first. ``klines[market][interval]``: the latest bucket as a row

@@ -42,11 +42,11 @@ from exchange.bus import (
     market_channel,
 )
 from exchange.markets import MarketConfig
+from exchange.marketstats import INTERVALS_MS, MarketStats
 from exchange.models import Depth
 from exchange.surfaces.native import ws_render as render
 from exchange.views import depth_json
 from exchange.ws.frames import Frame, merged
-from exchange.ws.stats import INTERVALS_MS, MarketStats
 
 log = logging.getLogger(__name__)
 

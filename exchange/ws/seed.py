@@ -32,9 +32,9 @@ import orjson
 import trio
 
 from exchange.db.queries import StatsSeed, open_history_reader
+from exchange.marketstats import BUCKET_MS, WINDOW_MS
 from exchange.surfaces.native.ws_auth import wall_clock_ms
 from exchange.ws.hub import Hub
-from exchange.ws.stats import BUCKET_MS, WINDOW_MS
 
 log = logging.getLogger(__name__)
 

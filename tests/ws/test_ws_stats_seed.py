@@ -11,10 +11,7 @@ import pytest
 
 from exchange.bus import market_channel, user_channel
 from exchange.markets import load_config
-from exchange.money import MoneyError
-from exchange.ws.hub import Hub
-from exchange.ws.seed import first_trade_id
-from exchange.ws.stats import (
+from exchange.marketstats import (
     BUCKET_MS,
     INTERVALS_MS,
     WINDOW_MS,
@@ -26,6 +23,9 @@ from exchange.ws.stats import (
     bucket_start,
     kline_from_row,
 )
+from exchange.money import MoneyError
+from exchange.ws.hub import Hub
+from exchange.ws.seed import first_trade_id
 
 CONFIG = load_config()
 MARKET = CONFIG.markets["TATA_INR"]

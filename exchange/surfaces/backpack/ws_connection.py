@@ -22,11 +22,11 @@ from trio_websocket import WebSocketConnection
 from exchange.backpack import signing
 from exchange.bus import market_channel, user_channel
 from exchange.markets import MarketConfig
+from exchange.marketstats import INTERVALS_MS
 from exchange.surfaces.backpack.ws_stream import PRIVATE_TOPICS, BackpackTopics, hub_topic
 from exchange.ws.frames import Frame
 from exchange.ws.hub import Hub
 from exchange.ws.session import Limits, Session
-from exchange.ws.stats import INTERVALS_MS
 
 log = logging.getLogger(__name__)
 

@@ -37,10 +37,10 @@ from exchange.backpack.translate import (
     client_id_value,
 )
 from exchange.markets import MarketConfig
+from exchange.marketstats import INTERVALS_MS
 from exchange.money import format_decimal
 from exchange.surfaces.backpack.book_ticker import BookTickers
 from exchange.ws.frames import Frame
-from exchange.ws.stats import INTERVALS_MS
 
 if TYPE_CHECKING:
     from exchange.ws.hub import Hub

@@ -15,7 +15,7 @@ import orjson
 
 from exchange.errors import ErrorCode
 from exchange.markets import MarketConfig
-from exchange.ws.stats import INTERVALS_MS
+from exchange.marketstats import INTERVALS_MS
 
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "AUTH")
 PRIVATE_STREAMS = ("orders", "balances")

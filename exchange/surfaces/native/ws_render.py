@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from exchange.markets import Market
+from exchange.marketstats import MarketStats, Trade
 from exchange.money import parse_decimal, to_steps
 from exchange.surfaces.native.ws_protocol import stream_frame
 from exchange.ws.frames import DepthSnapshot, Frame
-from exchange.ws.stats import MarketStats, Trade
 
 _PUBLIC_TRADE_FIELDS = (
     "id",
@@ -96,7 +96,7 @@ def balances_frame(events: list[dict[str, Any]]) -> Frame:
 
 
 def stats_trade(market: Market, event: dict[str, Any]) -> Trade:
-    """A published trade → integer steps for :mod:`exchange.ws.stats` (exact)."""
+    """A published trade → integer steps for :mod:`exchange.marketstats` (exact)."""
     return Trade(
         trade_id=event["id"],
         price_ticks=to_steps(parse_decimal(event["price"]), market.tick_size),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
 from exchange.markets import load_config
-from exchange.ws.stats import (
+from exchange.marketstats import (
     INTERVALS_MS,
     WINDOW_MS,
     KlineBuilder,
@@ -17,6 +18,7 @@ from exchange.ws.stats import (
     bucket_start,
     format_hundredths,
     percent_change,
+    percent_change_text,
 )
 
 MARKET = load_config().markets["TATA_INR"]
@@ -58,6 +60,20 @@ def test_buckets_follow_timescale_time_bucket() -> None:
 def test_percent_change_rounds_half_up_exactly(first: int, last: int, expected: str) -> None:
     hundredths, _ = percent_change(first, last)
     assert format_hundredths(hundredths) == expected
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "expected"),
+    [
+        ("200", "201", "0.5"),
+        ("0.2", "0.201", "0.5"),
+        ("1E+3", "2E+3", "100"),
+        ("8", "7.9996", "-0.01"),
+    ],
+)
+def test_percent_change_of_decimals_is_the_same_rule(first: str, last: str, expected: str) -> None:
+    """REST's tickers (decimal prices from PostgreSQL) use the integer rule above."""
+    assert percent_change_text(Decimal(first), Decimal(last)) == expected
 
 
 def test_ticker_window_sums_extremes_and_expiry() -> None:

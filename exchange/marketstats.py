@@ -1,4 +1,14 @@
-"""Rolling 24-hour tickers and current klines, kept from the trade stream (pure: no I/O, no clock).
+"""Live market statistics, defined once: 24-hour tickers and klines (pure: no I/O, no clock).
+
+What a ticker and a kline *are* lives here and nowhere else: the intervals and their bucketing
+(:data:`INTERVALS_MS`, :func:`bucket_start`), how trades fold into a bucket (open and close by
+trade id, high, low, sums), the percent change and its rounding (:func:`percent_change`, also
+used by REST's tickers through :func:`percent_change_text`), and the contract's shapes
+(:func:`ticker_json`, :func:`kline_json`). PostgreSQL only stores OHLCV buckets (the candles of
+``0003_candles.sql``, folded by the same rules); the WebSocket server folds live trades with the
+classes below. The choice: a pure module both programs import, rather than the SQL doing the
+statistics and the ws server asking it per trade (a query per trade at 200 trades/s) or the ws
+server being the one source REST asks (REST would then depend on a running ws process).
 
 The WebSocket server pushes a ticker and the current kline of every interval on each trade, so it
 cannot ask PostgreSQL each time. It folds every trade of a market into:
@@ -25,6 +35,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -74,6 +85,14 @@ def percent_change(first_ticks: int, last_ticks: int) -> tuple[int, int]:
     if 2 * remainder >= first_ticks:
         hundredths += 1
     return (-hundredths if change < 0 else hundredths), 2
+
+
+def percent_change_text(first: Decimal, last: Decimal) -> str:
+    """:func:`percent_change` of two decimal prices (any two exact decimals), as text."""
+    exponent = min(first.as_tuple().exponent, last.as_tuple().exponent, 0)
+    assert isinstance(exponent, int), "prices are finite"
+    scaled_first, scaled_last = int(first.scaleb(-exponent)), int(last.scaleb(-exponent))
+    return format_hundredths(percent_change(scaled_first, scaled_last)[0])
 
 
 def format_hundredths(value: int) -> str:
@@ -306,39 +325,32 @@ class MarketStats:
         return None if kline is None else kline_json(self.market, kline)
 
 
-def bucket_from_row(market: Market, row: Mapping[str, Any]) -> Bucket:
-    """A per-second row (``start_ms`` and Decimal money) → a bucket in steps (exact).
+def ohlcv_steps(market: Market, row: Mapping[str, Any]) -> dict[str, int]:
+    """A stored OHLCV row's figures (Decimal money) in the market's steps (exact).
 
     Raises:
         MoneyError: a value is not a whole number of the market's steps.
     """
     ticks = market.tick_size
-    return Bucket(
-        second=row["start_ms"] // BUCKET_MS,
-        open=to_steps(row["open"], ticks),
-        high=to_steps(row["high"], ticks),
-        low=to_steps(row["low"], ticks),
-        close=to_steps(row["close"], ticks),
-        volume=to_steps(row["volume"], market.lot_size),
-        quote_volume=market.quote.to_units(row["quote_volume"]),
-        trades=int(row["trades"]),
-    )
+    return {
+        "open": to_steps(row["open"], ticks),
+        "high": to_steps(row["high"], ticks),
+        "low": to_steps(row["low"], ticks),
+        "close": to_steps(row["close"], ticks),
+        "volume": to_steps(row["volume"], market.lot_size),
+        "quote_volume": market.quote.to_units(row["quote_volume"]),
+        "trades": int(row["trades"]),
+    }
+
+
+def bucket_from_row(market: Market, row: Mapping[str, Any]) -> Bucket:
+    """A per-second row (``start_ms`` and Decimal money) → a bucket in steps (exact)."""
+    return Bucket(second=row["start_ms"] // BUCKET_MS, **ohlcv_steps(market, row))
 
 
 def kline_from_row(market: Market, interval_ms: int, row: Mapping[str, Any]) -> Kline:
     """A kline row (``start_ms`` and Decimal money) → a :class:`Kline` in steps (exact)."""
-    ticks = market.tick_size
-    return Kline(
-        start_ms=row["start_ms"],
-        interval_ms=interval_ms,
-        open=to_steps(row["open"], ticks),
-        high=to_steps(row["high"], ticks),
-        low=to_steps(row["low"], ticks),
-        close=to_steps(row["close"], ticks),
-        volume=to_steps(row["volume"], market.lot_size),
-        quote_volume=market.quote.to_units(row["quote_volume"]),
-        trades=int(row["trades"]),
-    )
+    return Kline(start_ms=row["start_ms"], interval_ms=interval_ms, **ohlcv_steps(market, row))
 
 
 def ticker_json(market: Market, summary: dict[str, int | None]) -> dict[str, Any]:
