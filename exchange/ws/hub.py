@@ -6,12 +6,12 @@ Its public interface, all a surface needs (nothing else of it is meant to be tou
 - topics: :meth:`Hub.register` / :meth:`Hub.unregister` a :class:`Client` on a topic,
   :meth:`Hub.wants` / :meth:`Hub.subscribers` to ask who listens, :meth:`Hub.publish` a topic's
   pre-framed bytes (delivered once per round, see below);
-- depth: :meth:`Hub.request_snapshot` (the native ``depth_snapshot`` frame delivered to a
-  client) and :meth:`Hub.request_depth` (the engine's :class:`~exchange.models.Depth` itself,
+- depth: :meth:`Hub.request_snapshot` (a snapshot frame, rendered once per round by the
+  ``render_snapshot`` the server gives, delivered to a client) and :meth:`Hub.request_depth` (the engine's :class:`~exchange.models.Depth` itself,
   for a surface that keeps its own book);
 - the live statistics of each market (:attr:`Hub.stats`), read by every surface;
-- :class:`Surface`: what another surface plugs in (``surfaces=``) to render the same events
-  under its own topics.
+- :class:`Surface`: what a surface plugs in (``surfaces=``) to render the events under its own
+  topics. The hub itself knows no surface's shapes.
 
 Clients register for topics (a stream name; private topics carry the user: ``orders#42``). Each
 topic lives on one pub/sub channel; the hub holds one Redis subscription per channel, counted
@@ -19,8 +19,8 @@ by the topics on it: the first registration subscribes (and waits for Redis's co
 the last one leaving unsubscribes. Market channels are also held for the life of the server by
 the ticker/kline statistics, which must see every trade whether anyone listens or not.
 
-For every pub/sub message the hub renders each event once, for the topics that have
-subscribers, and hands each subscriber a tuple of pre-framed bytes (``Client.deliver`` never
+For every pub/sub message the surfaces render each event once, for the topics that have
+subscribers, and the hub hands each subscriber a tuple of pre-framed bytes (``Client.deliver`` never
 blocks). Depth snapshots are fetched from the engine in coalesced rounds per market: clients
 that asked while a fetch was in flight share the next one, so a thousand clients subscribing at
 once cost a few engine queries, not a thousand.
@@ -42,10 +42,8 @@ from exchange.bus import (
     market_channel,
 )
 from exchange.markets import MarketConfig
-from exchange.marketstats import INTERVALS_MS, MarketStats
+from exchange.marketstats import MarketStats
 from exchange.models import Depth
-from exchange.surfaces.native import ws_render as render
-from exchange.views import depth_json
 from exchange.ws.frames import Frame, merged
 
 log = logging.getLogger(__name__)
@@ -70,9 +68,9 @@ class DepthWaiter(Protocol):
 
 
 class Surface(Protocol):
-    """Another surface's rendering of the engine's events, called inside the hub's dispatch
-    (after the native topics, so :attr:`Hub.stats` already holds the message's trades). It
-    publishes to its own topics with :meth:`Hub.publish`; it must not block or raise."""
+    """A surface's rendering of the engine's events, called inside the hub's dispatch in the
+    order given (the native one first: it folds the trades into :attr:`Hub.stats`). It
+    publishes to its own topics with :meth:`Hub.publish`; it must not block."""
 
     def market_events(self, hub: Hub, symbol: str, events: list[dict[str, Any]]) -> None: ...
 
@@ -103,6 +101,7 @@ class Hub:
         subscriber: Subscriber,
         fetch_depth: FetchDepth,
         surfaces: Iterable[Surface] = (),
+        render_snapshot: Callable[[Depth], Frame] | None = None,
     ) -> None:
         self.config = config
         self.subscriber = subscriber
@@ -115,8 +114,10 @@ class Hub:
         self._nursery: trio.Nursery | None = None
         self.messages_in = 0
         self._pending: dict[Client, tuple[Frame, ...]] = {}
-        # Other surfaces (the /backpack WebSocket) render the same events under their own topics.
+        # Each surface renders the events under its own topics, in this order; the native one
+        # comes first: it folds the trades into the statistics (exchange.surfaces.native.ws_topics).
         self.surfaces: tuple[Surface, ...] = tuple(surfaces)
+        self.render_snapshot = render_snapshot  # Depth → the frame request_snapshot delivers
         # While the statistics are seeded from PostgreSQL (exchange.ws.seed), market messages
         # wait here instead of being dispatched; None once live (see release_market_messages).
         self.held_market_messages: list[tuple[str, bytes]] | None = None
@@ -221,7 +222,8 @@ class Hub:
             for waiter in depth_waiters:
                 waiter.take_depth(depth)
             if clients:
-                frames = (render.snapshot_frame(depth_json(self.config, depth)),)
+                assert self.render_snapshot is not None, "snapshot frames need render_snapshot"
+                frames = (self.render_snapshot(depth),)
                 for client in clients:
                     client.deliver(frames)
         del self._snapshot_waiters[market]
@@ -277,12 +279,10 @@ class Hub:
             events = orjson.loads(data)
             if channel.startswith(MARKET_PREFIX):
                 symbol = channel[len(MARKET_PREFIX) :]
-                self._dispatch_market(symbol, events)  # first: it updates the statistics
                 for surface in self.surfaces:
                     surface.market_events(self, symbol, events)
             elif channel.startswith(USER_PREFIX):
                 user_id = channel[len(USER_PREFIX) :]
-                self._dispatch_user(user_id, events)
                 for surface in self.surfaces:
                     surface.user_events(self, user_id, events)
         except Exception:  # one bad message must not stop the fan-out
@@ -309,48 +309,3 @@ class Hub:
         pending, self._pending = self._pending, {}
         for client, frames in pending.items():
             client.deliver(frames)
-
-    def _dispatch_market(self, symbol: str, events: list[dict[str, Any]]) -> None:
-        topics = self.topics
-        stats = self.stats.get(symbol)
-        trades: list[Frame] = []
-        depth: list[Frame] = []
-        tickers: list[Frame] = []
-        klines: dict[str, list[Frame]] = {}
-        want_trades = f"trade@{symbol}" in topics
-        want_depth = f"depth@{symbol}" in topics
-        want_ticker = f"ticker@{symbol}" in topics
-        want_klines = [i for i in INTERVALS_MS if f"kline_{i}@{symbol}" in topics]
-        for event in events:
-            kind = event.get("type")
-            if kind == "trade":
-                fresh = stats is not None and stats.add(render.stats_trade(stats.market, event))
-                if want_trades:
-                    trades.append(render.trade_frame(event))
-                if fresh and want_ticker:
-                    tickers.append(render.ticker_frame(stats))
-                if fresh:
-                    for interval in want_klines:
-                        klines.setdefault(interval, []).append(render.kline_frame(stats, interval))
-            elif kind == "depth" and want_depth:
-                depth.append(render.depth_frame(event))
-        if trades:
-            self.publish(f"trade@{symbol}", tuple(trades))
-        if depth:
-            self.publish(f"depth@{symbol}", tuple(depth))
-        if tickers:
-            self.publish(f"ticker@{symbol}", tuple(tickers))
-        for interval, frames in klines.items():
-            self.publish(f"kline_{interval}@{symbol}", tuple(frames))
-
-    def _dispatch_user(self, user_id: str, events: list[dict[str, Any]]) -> None:
-        orders_topic = private_topic("orders", user_id)
-        if orders_topic in self.topics:
-            frames = tuple(render.order_frame(e) for e in events if e.get("type") == "order")
-            if frames:
-                self.publish(orders_topic, frames)
-        balances_topic = private_topic("balances", user_id)
-        if balances_topic in self.topics:
-            changes = [e for e in events if e.get("type") == "balance"]
-            if changes:
-                self.publish(balances_topic, (render.balances_frame(changes),))

@@ -34,6 +34,7 @@ from exchange.surfaces.backpack import ws_connection as backpack_connection
 from exchange.surfaces.backpack.ws_stream import BackpackTopics
 from exchange.surfaces.native.ws_auth import Authenticator, wall_clock_ms
 from exchange.surfaces.native.ws_connection import Client
+from exchange.surfaces.native.ws_topics import NativeTopics
 from exchange.ws import direct_write
 from exchange.ws.hub import Hub
 from exchange.ws.seed import seed_statistics
@@ -96,8 +97,14 @@ async def run(
                     raise ServiceUnavailable(f"depth of {market}: {reply.message}")
                 return reply
 
-            backpack = BackpackTopics(config)
-            hub = Hub(config, subscriber, fetch_depth, surfaces=[backpack])
+            native, backpack = NativeTopics(config), BackpackTopics(config)
+            hub = Hub(
+                config,
+                subscriber,
+                fetch_depth,
+                surfaces=[native, backpack],
+                render_snapshot=native.snapshot_frame,
+            )
             if options.seed_statistics:
                 hub.hold_market_messages()  # until seeded: see exchange.ws.seed
 

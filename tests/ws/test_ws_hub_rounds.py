@@ -7,6 +7,7 @@ import trio
 
 from exchange.bus import RedisBridge, market_channel, open_subscriber
 from exchange.markets import load_config
+from exchange.surfaces.native.ws_topics import NativeTopics
 from exchange.ws.frames import Frame
 from exchange.ws.hub import Hub
 
@@ -51,7 +52,7 @@ async def test_messages_that_arrived_together_go_out_in_one_delivery(redis_url):
         open_subscriber(redis_url) as subscriber,
         trio.open_nursery() as nursery,
     ):
-        hub = Hub(CONFIG, subscriber, fetch_depth=None)  # type: ignore[arg-type]
+        hub = Hub(CONFIG, subscriber, fetch_depth=None, surfaces=[NativeTopics(CONFIG)])  # type: ignore[arg-type]
         client = Recorder()
         hub.register(client, f"trade@{MARKET}")  # type: ignore[arg-type]
         await subscriber.subscribe(channel)

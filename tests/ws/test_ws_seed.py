@@ -23,6 +23,7 @@ from exchange.engine import service as engine_service
 from exchange.gateway import open_gateway
 from exchange.models import Deposit, GetDepth, OrderView, PlaceOrder, Side, TradeExecuted
 from exchange.settings import Settings
+from exchange.surfaces.native.ws_topics import NativeTopics
 from exchange.testing.flow import Flow
 from exchange.ws.hub import Hub
 from exchange.ws.seed import seed_statistics
@@ -144,7 +145,7 @@ async def test_held_trades_go_live_and_a_lagging_writer_is_reported(
 ) -> None:
     """An empty database (newest trade 0): held trades 1, 2 follow on; 5, 6 leave a gap."""
     await trio.to_thread.run_sync(migrate, database_url)
-    hub = Hub(CONFIG, subscriber=None, fetch_depth=None)  # type: ignore[arg-type]
+    hub = Hub(CONFIG, subscriber=None, fetch_depth=None, surfaces=[NativeTopics(CONFIG)])  # type: ignore[arg-type]
     hub.hold_market_messages()
     for trade_id in (first_held, first_held + 1):
         event = views.event_json(CONFIG, _trade(trade_id))

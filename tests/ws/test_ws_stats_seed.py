@@ -24,6 +24,7 @@ from exchange.marketstats import (
     kline_from_row,
 )
 from exchange.money import MoneyError
+from exchange.surfaces.native.ws_topics import NativeTopics
 from exchange.ws.hub import Hub
 from exchange.ws.seed import first_trade_id
 
@@ -176,7 +177,7 @@ def _message(*events: dict[str, Any]) -> bytes:
 
 
 def test_hub_holds_market_messages_until_released() -> None:
-    hub = Hub(CONFIG, subscriber=None, fetch_depth=None)  # type: ignore[arg-type]
+    hub = Hub(CONFIG, subscriber=None, fetch_depth=None, surfaces=[NativeTopics(CONFIG)])  # type: ignore[arg-type]
     hub.hold_market_messages()
     trade_event = {
         "type": "trade",
