@@ -20,7 +20,6 @@ from decimal import Decimal
 from typing import Any
 
 from exchange.codec import loads_exact
-from exchange.engine.core import MAX_CLIENT_ORDER_ID_LENGTH, validate_order
 from exchange.errors import ErrorCode, RequestError
 from exchange.markets import Market, MarketConfig
 from exchange.models import (
@@ -35,6 +34,7 @@ from exchange.models import (
     Withdraw,
 )
 from exchange.money import MoneyError, parse_decimal, to_steps
+from exchange.validation import MAX_CLIENT_ORDER_ID_LENGTH, validate_order
 
 MAX_BATCH_ORDERS = 50
 # A Decimal like 1e999999999 is tiny as JSON but gigantic as digits: refuse it by its exponent
