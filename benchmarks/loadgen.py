@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_stack import admin_post  # noqa: E402
 
-from exchange.signing import sign_request  # noqa: E402
+from exchange.surfaces.native.signing import sign_request  # noqa: E402
 
 MARKET = "TATA_INR"
 

@@ -24,8 +24,9 @@ mode, across restarts (it is in the command log and the snapshots) and however m
 processes ask at once. A Redis counter could do none of that: in dev mode any ``user_id``
 names a user the counter never heard of.
 
-Lookups are cached in the process: keys are never revoked by the contract, so a key once seen
-keeps meaning the same user and the hot path costs no Redis round trip.
+Lookups are cached in the process, here and nowhere else (:class:`KnownKeys`): keys are never
+revoked by the contract, so a key once seen keeps meaning the same user and the hot path costs
+no Redis round trip. A key not found is not cached: it may be registered a moment later.
 """
 
 from __future__ import annotations
@@ -77,6 +78,29 @@ def check_ed25519_key(public_key_b64: Any) -> str:
     )
 
 
+class KnownKeys:
+    """The process's one cache of keys found, HMAC and ED25519 alike: ``(kind, key) → user_id``.
+
+    Bounded; once full the oldest entry goes first (keys are never revoked, so eviction only
+    costs a Redis round trip the next time that key is seen).
+    """
+
+    def __init__(self, size: int = _CACHE_SIZE) -> None:
+        self.size = size
+        self._users: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    def get(self, kind: str, key: str) -> str | None:
+        return self._users.get((kind, key))
+
+    def put(self, kind: str, key: str, user_id: str) -> None:
+        self._users[(kind, key)] = user_id
+        if len(self._users) > self.size:
+            self._users.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+
 class CredentialStore:
     """The user and API-key store over a :class:`~exchange.bus.RedisBridge`.
 
@@ -87,7 +111,7 @@ class CredentialStore:
         self._bridge = bridge
         self._client = bridge.client
         self._server_key = server_key.encode() if isinstance(server_key, str) else server_key
-        self._cache: OrderedDict[str, str] = OrderedDict()
+        self.known = KnownKeys()
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await self._bridge.call(fn, *args)
@@ -151,7 +175,7 @@ class CredentialStore:
 
     async def lookup(self, api_key: str) -> tuple[str, str] | None:
         """``(user_id, secret)`` of a known API key, else ``None``."""
-        user_id = self._cache.get(api_key)
+        user_id = self.known.get("hmac", api_key)
         if user_id is None:
             if not 8 <= len(api_key) <= 128:
                 return None
@@ -159,9 +183,7 @@ class CredentialStore:
             if raw is None:
                 return None
             user_id = raw.decode()
-            self._cache[api_key] = user_id
-            if len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
+            self.known.put("hmac", api_key, user_id)
         return user_id, self.secret_for(api_key)
 
     # --- ED25519 keys ----------------------------------------------------------------------
@@ -190,8 +212,24 @@ class CredentialStore:
         return public_key
 
     async def user_for_ed25519(self, public_key_b64: str) -> str | None:
+        """The user of a canonically encoded key, asked of Redis (uncached: for registration)."""
         raw = await self._run(self._client.hget, ED25519_KEYS, public_key_b64)
         return None if raw is None else raw.decode()
+
+    async def ed25519_user(self, public_key_b64: str) -> str | None:
+        """The user of an ED25519 key in any base64 spelling, cached; ``None`` when the key is
+        unknown or malformed (what a signature check asks)."""
+        user_id = self.known.get("ed25519", public_key_b64)
+        if user_id is not None:
+            return user_id
+        try:
+            canonical = check_ed25519_key(public_key_b64)
+        except RequestError:
+            return None
+        user_id = await self.user_for_ed25519(canonical)
+        if user_id is not None:
+            self.known.put("ed25519", public_key_b64, user_id)
+        return user_id
 
     async def ping(self) -> bool:
         return bool(await self._run(self._client.ping))

@@ -1,13 +1,28 @@
 """Error codes and the exception tree.
 
 Rejections of user input are *values*: an :class:`ErrorCode` travels in replies and becomes the
-contract's ``{"error": {"code", "message"}}``. Exceptions are for bugs and infrastructure::
+contract's ``{"error": {"code", "message"}}``. Exceptions are for bugs, infrastructure and the
+refusals an edge raises on its way out::
 
     ExchangeError
     ├── ConfigError          settings or market configuration is invalid
     ├── RequestError         an edge refused input (carries an ErrorCode and HTTP status)
+    │   └── RateLimited      a rate-limit bucket is empty (exchange.surfaces.failures)
     ├── ServiceUnavailable   Redis, PostgreSQL or the engine cannot be reached
-    └── EngineTimeout        the engine did not answer in time (outcome unknown)
+    ├── EngineTimeout        the engine did not answer in time (outcome unknown)
+    ├── LogRolledBack        the command log lost entries the engine applied (engine.service)
+    ├── UnrecoverableLog     the command log cannot be replayed (engine.service)
+    └── MigrationError       a schema migration failed (db.migrate)
+
+Refusals in a surface's own words, outside the tree (each caught and answered by its surface)::
+
+    SurfaceRefusal           a code outside ErrorCode, answered as is (surfaces.failures)
+    HmacSignatureError       a native signature, timestamp or window (surfaces.native.signing)
+    Ed25519SignatureError    a Backpack signature, key, timestamp or window
+                             (surfaces.backpack.signing)
+    WindowRefused            a timestamp outside its window (surfaces.signing_window)
+    ProtocolError            a WebSocket frame refused, native protocol (ws.protocol)
+    Refused                  a WebSocket request refused, Backpack protocol (backpack.connection)
 """
 
 from __future__ import annotations

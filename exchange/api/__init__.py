@@ -3,16 +3,15 @@
 Modules, in the order a request meets them:
 
 - :mod:`.server`    settings → hypercorn (one worker in-process, or N worker processes)
-- :mod:`.app`       the app factory; opens the gateway, history reader and credential store
-- :mod:`.common`    :class:`~.common.Router` (ASGI dispatch, error shape, metrics), ``Req``, ``Api``
-- :mod:`.auth`      API-key signatures (:mod:`exchange.signing`), dev user ids, the admin token
+- :mod:`.app`       the app factory; opens the gateway, history reader and credential store,
+                    and mounts every surface's routes
+- :mod:`.router`    :class:`~.router.Router`: ASGI dispatch, each route's error shape, metrics
 - :mod:`.ratelimit` pure token buckets (per key/user, per IP for public routes)
-- :mod:`.parsing`   pure request → command functions; every refusal a precise RequestError
-- :mod:`.backend`   what every surface calls: engine commands/queries, PostgreSQL history
-- ``routes_*``      the native ``/api/v1`` handlers; :mod:`.openapi`, :mod:`.metrics`
+- ``routes_*``      what is the program's own: admin (``X-ADMIN-TOKEN``), operations, the page;
+                    :mod:`.openapi`, :mod:`.metrics`
 
-A second surface (``/backpack``) adds its own handlers and router over the same
-:class:`~.backend.Backend` and :mod:`.parsing` records.
+The surfaces' handlers, the native ``/api/v1`` and Backpack's ``/backpack``, are
+:mod:`exchange.surfaces`'; this package mounts them and never the other way round.
 """
 
 from exchange.api.app import create_app

@@ -17,12 +17,9 @@ from quart import Quart, Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from exchange.api import routes_admin, routes_market, routes_ops, routes_orders, routes_web
-from exchange.api.auth import Authenticator, wall_clock_ms
-from exchange.api.backend import Backend
-from exchange.api.common import Api, Router, error_answer
+from exchange.api import routes_admin, routes_ops, routes_web
 from exchange.api.ratelimit import TokenBucketLimiter
-from exchange.backpack.rest import BackpackRest
+from exchange.api.router import Router, error_answer
 from exchange.bus import RedisBridge
 from exchange.credentials import CredentialStore
 from exchange.db.queries import open_history_reader
@@ -30,9 +27,15 @@ from exchange.errors import ErrorCode
 from exchange.gateway import open_gateway
 from exchange.markets import MarketConfig, load_config
 from exchange.settings import Settings
+from exchange.surfaces.backend import Backend
+from exchange.surfaces.backpack import rest as backpack_rest
+from exchange.surfaces.native import market as native_market
+from exchange.surfaces.native import orders as native_orders
+from exchange.surfaces.signing_window import wall_clock_ms
+from exchange.surfaces.state import Api
 
 MAX_BODY_BYTES = 256 * 1024
-PUBLIC_PATHS = {path for path, _, _ in routes_market.ROUTES + routes_web.ROUTES}
+PUBLIC_PATHS = {path for path, _, _ in native_market.ROUTES + routes_web.ROUTES}
 
 
 def _route_first(app: Quart, router: Router) -> None:
@@ -88,7 +91,6 @@ def create_app(
                     config=config,
                     backend=Backend(config, gateway, history),
                     credentials=credentials,
-                    auth=Authenticator(settings.auth_mode, credentials, clock_ms=clock_ms),
                     private_limiter=TokenBucketLimiter(
                         settings.rate_limit_private_per_s, settings.rate_limit_private_burst
                     ),
@@ -96,6 +98,7 @@ def create_app(
                         settings.rate_limit_public_per_s, settings.rate_limit_public_burst
                     ),
                     clock=trio.current_time,
+                    clock_ms=clock_ms,
                 )
                 task_status.started(api)
                 await stop.wait()
@@ -123,10 +126,14 @@ def create_app(
         return state["api"]  # type: ignore[return-value]
 
     router = Router(api_of, MAX_BODY_BYTES)
-    for module in (routes_market, routes_orders, routes_admin, routes_ops, routes_web):
+    for module in (native_market, native_orders, routes_admin, routes_ops, routes_web):
         for path, method, handler in module.ROUTES:
             router.add(path, method, handler, public=path in PUBLIC_PATHS)
-    BackpackRest(clock_ms).mount(router)  # /backpack/...: the same backend in Backpack's names
+    # /backpack/...: the same backend in Backpack's names
+    for path, method, handler, public in backpack_rest.BackpackRest().routes():
+        router.add(
+            backpack_rest.PREFIX + path, method, handler, public=public, errors=backpack_rest.ERRORS
+        )
     _route_first(app, router)
     routes_web.mount_page(app)  # the trading page: /, /trade/<MARKET>, /static/...
     return app

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from exchange.api.parsing import INTERVALS, MAX_BATCH_ORDERS
 from exchange.markets import MarketConfig
+from exchange.surfaces.limits import MAX_BATCH_ORDERS
+from exchange.surfaces.params import INTERVALS
 
 DECIMAL = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "example": "100.5"}
 SIGNED_DECIMAL = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}

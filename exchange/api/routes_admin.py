@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
-from exchange.api.auth import check_admin
-from exchange.api.common import Api, Req
-from exchange.api.parsing import (
-    check_fields,
-    check_params,
-    json_object,
-    parse_transfer,
-    user_id_value,
-)
 from exchange.errors import ErrorCode, RequestError
+from exchange.surfaces.commands import parse_transfer
+from exchange.surfaces.http import Req
+from exchange.surfaces.params import check_fields, check_params, json_object, user_id_value
+from exchange.surfaces.state import Api
 from exchange.views import balances_json
 
 _NONE = frozenset()
+
+
+def check_admin(expected_token: str, given: str | None) -> None:
+    """Raises RequestError: 401 when the token is missing, 403 when it is wrong."""
+    if not given:
+        raise RequestError(ErrorCode.UNAUTHORIZED, "X-ADMIN-TOKEN header is required")
+    if not expected_token or not hmac.compare_digest(expected_token.encode(), given.encode()):
+        raise RequestError(ErrorCode.FORBIDDEN, "wrong admin token")
 
 
 def _admin(api: Api, req: Req) -> None:
@@ -49,7 +53,7 @@ async def add_key(api: Api, req: Req) -> Any:
 async def _transfer(api: Api, req: Req, *, withdraw: bool) -> Any:
     _admin(api, req)
     command = parse_transfer(api.config, json_object(req.body), withdraw=withdraw)
-    if not api.auth.dev and not await api.credentials.user_exists(command.user_id):
+    if not api.dev_auth and not await api.credentials.user_exists(command.user_id):
         # with API keys, users exist only once created; dev mode makes them on first use
         raise RequestError(ErrorCode.NOT_FOUND, f"no user {command.user_id!r}")
     return balances_json(api.config, await api.backend.transfer(command))

@@ -7,7 +7,9 @@ from typing import Any
 import trio
 
 from exchange.api import metrics, openapi
-from exchange.api.common import Answer, Api, Req, error_body, json_answer
+from exchange.surfaces.http import Answer, Req, json_answer
+from exchange.surfaces.native.errors import error_body
+from exchange.surfaces.state import Api
 
 READY_CHECK_TIMEOUT_S = 2.0
 

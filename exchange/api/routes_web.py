@@ -12,8 +12,9 @@ from typing import Any
 
 from quart import Quart, Response, send_from_directory
 
-from exchange.api.common import Api, Req
-from exchange.api.parsing import check_params
+from exchange.surfaces.http import Req
+from exchange.surfaces.params import check_params
+from exchange.surfaces.state import Api
 from exchange.webassets import STATIC
 
 # Module scripts must be served as JavaScript (Python 3.11's table does not know .mjs).

@@ -32,9 +32,10 @@ from exchange.models import Depth, GetDepth, Rejection
 from exchange.programs import cancel_on_stop_signal, configure_logging, supervise
 from exchange.surfaces.backpack import ws_connection as backpack_connection
 from exchange.surfaces.backpack.ws_stream import BackpackTopics
-from exchange.surfaces.native.ws_auth import Authenticator, wall_clock_ms
+from exchange.surfaces.native.ws_auth import Authenticator
 from exchange.surfaces.native.ws_connection import Client
 from exchange.surfaces.native.ws_topics import NativeTopics
+from exchange.surfaces.signing_window import wall_clock_ms
 from exchange.ws import direct_write
 from exchange.ws.hub import Hub
 from exchange.ws.seed import seed_statistics
@@ -84,7 +85,7 @@ async def run(
     authenticator = Authenticator(
         settings.auth_mode, store.lookup if settings.auth_mode == "apikey" else None
     )
-    user_for_key = backpack_connection.key_lookup(store)
+    user_for_key = store.ed25519_user
     try:
         async with (
             open_gateway(settings.redis_url, timeout_s=settings.engine_timeout_s) as gateway,

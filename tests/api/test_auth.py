@@ -6,7 +6,7 @@ import time
 
 import orjson
 
-from exchange.signing import sign_request
+from exchange.surfaces.native.signing import sign_request
 from tests.api.conftest import Client
 
 

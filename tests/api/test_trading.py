@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from exchange.api.backend import Backend
 from exchange.db.queries import open_history_reader
 from exchange.errors import ErrorCode, RequestError
 from exchange.gateway import open_gateway
 from exchange.markets import load_config
 from exchange.models import GetOrder, Rejection
+from exchange.surfaces.backend import Backend
 from tests.api.conftest import Client, eventually
 
 

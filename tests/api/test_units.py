@@ -7,21 +7,17 @@ from decimal import Decimal
 
 import pytest
 
-from exchange import signing
-from exchange.api.auth import check_admin
-from exchange.api.parsing import (
-    limit_param,
-    market_of,
-    parse_json,
-    parse_order,
-    parse_transfer,
-    time_param,
-)
-from exchange.api.ratelimit import TokenBucketLimiter, retry_after_header
+from exchange.api.ratelimit import TokenBucketLimiter
+from exchange.api.routes_admin import check_admin
 from exchange.credentials import check_ed25519_key, derive_secret
 from exchange.errors import ErrorCode, RequestError
 from exchange.markets import load_config
 from exchange.models import Deposit, OrderType, PlaceOrder, Side, Withdraw
+from exchange.surfaces.commands import parse_order, parse_transfer
+from exchange.surfaces.failures import retry_after_header
+from exchange.surfaces.limits import limit_param
+from exchange.surfaces.native import signing
+from exchange.surfaces.params import market_of, parse_json, time_param
 
 CONFIG = load_config()
 
@@ -145,7 +141,7 @@ def test_signing_round_trip_and_refusals():
         ({"recv_window": "60001"}, "recv_window"),
     ]
     for change, field in cases:
-        with pytest.raises(signing.SignatureError) as info:
+        with pytest.raises(signing.HmacSignatureError) as info:
             signing.verify_request(secret, **{**ok, **change})
         assert info.value.field == field
     signing.verify_request(secret, **{**ok, "now_ms": 1_700_000_009_000, "recv_window": "10000"})

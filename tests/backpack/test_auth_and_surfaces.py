@@ -10,7 +10,7 @@ import ccxt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange import signing as hmac_signing
+from exchange.surfaces.native import signing as hmac_signing
 from tests.backpack.conftest import Exchange, Keys, in_thread, run_asyncio
 
 SYMBOL = "TATA/INR"

@@ -7,8 +7,8 @@ import json
 import pytest
 import trio
 
-from exchange import signing
 from exchange.markets import load_config
+from exchange.surfaces.native import signing
 from exchange.surfaces.native.ws_auth import Authenticator
 from exchange.surfaces.native.ws_protocol import ProtocolError, Stream, parse_request, parse_stream
 from exchange.ws.frames import Outbox, text_frame

@@ -19,10 +19,10 @@ from typing import Any
 import orjson
 from trio_websocket import WebSocketConnection
 
-from exchange.backpack import signing
 from exchange.bus import market_channel, user_channel
 from exchange.markets import MarketConfig
 from exchange.marketstats import INTERVALS_MS
+from exchange.surfaces.backpack import signing
 from exchange.surfaces.backpack.ws_stream import PRIVATE_TOPICS, BackpackTopics, hub_topic
 from exchange.ws.frames import Frame
 from exchange.ws.hub import Hub
@@ -189,35 +189,10 @@ class BackpackClient(Session):
             signing.check_timestamp(timestamp, self.now_ms(), window_ms)
             raw_signature = signing.decode_signature(sig_b64)
             key = signing.public_key(key_b64)
-        except signing.SignatureError as exc:
+        except signing.Ed25519SignatureError as exc:
             raise Refused(INVALID_SIGNATURE, exc.message) from None
         user_id = await self.user_for_key(key_b64)
         text = f"instruction={signing.SUBSCRIBE_INSTRUCTION}&timestamp={timestamp}&window={window}"
         if user_id is None or not signing.verify_any(key, raw_signature, [text.encode()]):
             raise Refused(INVALID_SIGNATURE, "invalid api key or signature")
         return user_id
-
-
-def key_lookup(store: Any, cache_size: int = 100_000) -> UserForKey:
-    """``store.user_for_ed25519`` over any spelling of the key, cached (keys are never revoked)."""
-    from exchange.credentials import check_ed25519_key
-    from exchange.errors import RequestError
-
-    cache: dict[str, str] = {}
-
-    async def user_for_key(key_b64: str) -> str | None:
-        user_id = cache.get(key_b64)
-        if user_id is not None:
-            return user_id
-        try:
-            canonical = check_ed25519_key(key_b64)
-        except RequestError:
-            return None
-        user_id = await store.user_for_ed25519(canonical)
-        if user_id is not None:
-            if len(cache) >= cache_size:
-                cache.clear()
-            cache[key_b64] = user_id
-        return user_id
-
-    return user_for_key

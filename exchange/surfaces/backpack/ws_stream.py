@@ -30,16 +30,16 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from exchange.backpack.translate import (
+from exchange.markets import MarketConfig
+from exchange.marketstats import INTERVALS_MS
+from exchange.money import format_decimal
+from exchange.surfaces.backpack.book_ticker import BookTickers
+from exchange.surfaces.backpack.translate import (
     SELF_TRADE_NAMES,
     SIDE_NAMES,
     STATUS_NAMES,
     client_id_value,
 )
-from exchange.markets import MarketConfig
-from exchange.marketstats import INTERVALS_MS
-from exchange.money import format_decimal
-from exchange.surfaces.backpack.book_ticker import BookTickers
 from exchange.ws.frames import Frame
 
 if TYPE_CHECKING:

@@ -1,5 +1,10 @@
 """The native surface (the contract's shapes).
 
+REST: :mod:`~exchange.surfaces.native.orders` and :mod:`~exchange.surfaces.native.market` (the
+``/api/v1`` routes), :mod:`~exchange.surfaces.native.auth` (HMAC-signed or dev-mode callers),
+:mod:`~exchange.surfaces.native.signing` (HMAC-SHA256, pure) and
+:mod:`~exchange.surfaces.native.errors` (the contract's error shape).
+
 WebSocket: :mod:`~exchange.surfaces.native.ws_protocol` (requests and stream names, pure),
 :mod:`~exchange.surfaces.native.ws_render` (events → frames), :mod:`~exchange.surfaces.native.ws_auth`
 (AUTH) and :mod:`~exchange.surfaces.native.ws_connection` (a connection: requests, streams,

@@ -3,28 +3,24 @@
 ``EXCHANGE_AUTH=apikey``: ``{"api_key", "timestamp", "signature"}`` where the signature is the hex
 HMAC-SHA256, keyed with the key's secret, of ``timestamp + "AUTH"`` and the timestamp is within
 5000 ms of the server's clock. ``EXCHANGE_AUTH=dev``: ``{"user_id"}``. The signature check is
-:mod:`exchange.signing`'s; this module only picks the scheme and looks the key up.
+:mod:`exchange.surfaces.native.signing`'s; this module only picks the scheme and looks the key up.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from exchange import signing
 from exchange.errors import ErrorCode
+from exchange.surfaces.native import signing
 from exchange.surfaces.native.ws_protocol import ProtocolError
+from exchange.surfaces.signing_window import wall_clock_ms
 
 AUTH_WINDOW_MS = 5000
 MAX_USER_ID_CHARS = 64
 
 # api_key → (user_id, secret) | None, e.g. CredentialStore.lookup.
 LookupKey = Callable[[str], Awaitable[tuple[str, str] | None]]
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Authenticator:
@@ -68,7 +64,7 @@ class Authenticator:
             raise refuse("AUTH needs params api_key, timestamp and signature")
         try:
             signing.check_timestamp(timestamp, self.now_ms(), AUTH_WINDOW_MS)
-        except signing.SignatureError as exc:
+        except signing.HmacSignatureError as exc:
             raise refuse(exc.message) from None
         assert self.lookup is not None
         found = await self.lookup(api_key)

@@ -1,4 +1,5 @@
-"""Backpack's ED25519 request signing (pure: no I/O, no clock).
+"""Backpack's ED25519 request signing (pure: no I/O, no clock; the window rule is
+:mod:`exchange.surfaces.signing_window`'s).
 
 A signed request carries ``X-API-Key`` (base64 of the raw 32-byte public key), ``X-Signature``
 (base64 of the 64-byte signature), ``X-Timestamp`` (ms) and ``X-Window`` (ms, default 5000).
@@ -27,8 +28,14 @@ from urllib.parse import quote, urlencode
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-DEFAULT_WINDOW_MS = 5000
-MAX_WINDOW_MS = 60_000
+from exchange.surfaces.signing_window import TimestampWindow, WindowRefused
+
+WINDOW = TimestampWindow(
+    timestamp_header="X-Timestamp",
+    window_header="X-Window",
+    stale_message="the request has expired (timestamp outside window)",
+    blank_window_is_default=True,
+)
 
 # (path under /backpack, method) → instruction
 INSTRUCTIONS: dict[tuple[str, str], str] = {
@@ -45,8 +52,8 @@ INSTRUCTIONS: dict[tuple[str, str], str] = {
 SUBSCRIBE_INSTRUCTION = "subscribe"
 
 
-class SignatureError(ValueError):
-    """A signature, key, timestamp or window is malformed, wrong or stale.
+class Ed25519SignatureError(ValueError):
+    """An ED25519 signature, key, timestamp or window is malformed, wrong or stale.
 
     ``code`` is the Backpack error code to answer with (``UNAUTHORIZED`` or
     ``INVALID_SIGNATURE``).
@@ -101,46 +108,43 @@ def signing_texts(instruction: str, params: Any, timestamp: str, window: str) ->
 
 
 def parse_window(raw: str | None) -> int:
-    """``X-Window`` → ms. Raises SignatureError(INVALID_CLIENT_REQUEST)."""
-    if raw is None or raw == "":
-        return DEFAULT_WINDOW_MS
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_WINDOW_MS:
-        raise SignatureError(
-            "INVALID_CLIENT_REQUEST", f"X-Window must be an integer from 1 to {MAX_WINDOW_MS}"
-        )
-    return int(raw)
+    """``X-Window`` → ms. Raises Ed25519SignatureError(INVALID_CLIENT_REQUEST)."""
+    try:
+        return WINDOW.window_ms(raw)
+    except WindowRefused as exc:
+        raise Ed25519SignatureError("INVALID_CLIENT_REQUEST", exc.message) from None
 
 
 def check_timestamp(raw: str | None, now_ms: int, window_ms: int) -> int:
-    """The request's timestamp if within ``window_ms`` of ``now_ms``. Raises SignatureError."""
-    if not raw or not (raw.isascii() and raw.isdigit()) or len(raw) > 16:
-        raise SignatureError("INVALID_CLIENT_REQUEST", "X-Timestamp must be integer milliseconds")
-    timestamp = int(raw)
-    if abs(now_ms - timestamp) > window_ms:
-        raise SignatureError("UNAUTHORIZED", "the request has expired (timestamp outside window)")
-    return timestamp
+    """The request's timestamp if within ``window_ms`` of ``now_ms``. Raises
+    Ed25519SignatureError: INVALID_CLIENT_REQUEST when malformed, UNAUTHORIZED when stale."""
+    try:
+        return WINDOW.check(raw, now_ms, window_ms)
+    except WindowRefused as exc:
+        code = "UNAUTHORIZED" if exc.kind == "stale" else "INVALID_CLIENT_REQUEST"
+        raise Ed25519SignatureError(code, exc.message) from None
 
 
 def decode_signature(raw: str | None) -> bytes:
-    """``X-Signature`` → 64 bytes. Raises SignatureError(INVALID_SIGNATURE)."""
+    """``X-Signature`` → 64 bytes. Raises Ed25519SignatureError(INVALID_SIGNATURE)."""
     try:
         signature = base64.b64decode(raw or "", validate=True)
     except (binascii.Error, ValueError):
         signature = b""
     if len(signature) != 64:
-        raise SignatureError("INVALID_SIGNATURE", "X-Signature must be base64 of 64 bytes")
+        raise Ed25519SignatureError("INVALID_SIGNATURE", "X-Signature must be base64 of 64 bytes")
     return signature
 
 
 def public_key(key_b64: str) -> Ed25519PublicKey:
-    """A verifier for a base64 raw public key. Raises SignatureError(UNAUTHORIZED)."""
+    """A verifier for a base64 raw public key. Raises Ed25519SignatureError(UNAUTHORIZED)."""
     try:
         raw = base64.b64decode(key_b64, validate=True)
         if len(raw) == 32:
             return Ed25519PublicKey.from_public_bytes(raw)
     except (binascii.Error, ValueError):
         pass
-    raise SignatureError("UNAUTHORIZED", "X-API-Key must be base64 of a 32-byte ED25519 key")
+    raise Ed25519SignatureError("UNAUTHORIZED", "X-API-Key must be base64 of a 32-byte ED25519 key")
 
 
 def verify_any(key: Ed25519PublicKey, signature: bytes, texts: list[bytes]) -> bool:

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from exchange.api.common import Api, Req
-from exchange.api.parsing import check_params, interval_param, limit_param, market_of, time_param
 from exchange.money import format_decimal
+from exchange.surfaces import limits
+from exchange.surfaces.http import Req
+from exchange.surfaces.params import check_params, interval_param, market_of, time_param
+from exchange.surfaces.state import Api
 from exchange.views import depth_json
 
 _MARKET = frozenset({"market", "symbol"})
 _MARKET_LIMIT = _MARKET | {"limit"}
 _KLINES = _MARKET_LIMIT | {"interval", "start_time", "end_time"}
-
-DEPTH_LIMIT = (100, 5000)
-TRADES_LIMIT = (100, 1000)
-KLINES_LIMIT = (500, 1000)
 
 
 def _market(api: Api, req: Req, allowed: frozenset[str]) -> str:
@@ -42,15 +40,13 @@ async def markets(api: Api, req: Req) -> Any:
 
 async def depth(api: Api, req: Req) -> Any:
     symbol = _market(api, req, _MARKET_LIMIT)
-    default, maximum = DEPTH_LIMIT
-    limit = limit_param(req.params, default=default, maximum=maximum)
+    limit = limits.DEPTH.of(req.params)
     return depth_json(api.config, await api.backend.depth(symbol, limit))
 
 
 async def trades(api: Api, req: Req) -> Any:
     symbol = _market(api, req, _MARKET_LIMIT)
-    default, maximum = TRADES_LIMIT
-    limit = limit_param(req.params, default=default, maximum=maximum)
+    limit = limits.TRADES.of(req.params)
     return await api.backend.history.recent_trades(symbol, limit)
 
 
@@ -59,8 +55,7 @@ async def klines(api: Api, req: Req) -> Any:
     interval = interval_param(req.params)
     start_time = time_param(req.params, "start_time")
     end_time = time_param(req.params, "end_time")
-    default, maximum = KLINES_LIMIT
-    limit = limit_param(req.params, default=default, maximum=maximum)
+    limit = limits.KLINES.of(req.params)
     return await api.backend.history.klines(symbol, interval, start_time, end_time, limit)
 
 

@@ -1,6 +1,6 @@
 """What every API surface calls: commands to the engine, queries to the engine or PostgreSQL.
 
-A surface (the native ``/api/v1`` routes, later ``/backpack``) parses its own request shape into
+A surface (the native ``/api/v1`` routes, Backpack's ``/backpack``) parses its own request into
 records of :mod:`exchange.models`, calls these methods, and renders the replies in its own
 names. Nothing here knows about HTTP; the engine's rejections come back as
 :class:`~exchange.errors.RequestError` so a surface only maps codes to its own.

@@ -6,7 +6,8 @@ hex HMAC-SHA256, keyed with the key's secret, of ``timestamp + METHOD + target +
 server refuses a timestamp further than the receive window from its own clock, so a captured
 request cannot be replayed later, and the body is signed, so it cannot be replayed with another.
 
-The caller passes the server's clock reading in; this module never reads one. The WebSocket AUTH
+The caller passes the server's clock reading in; this module never reads one. The window rule
+is :mod:`exchange.surfaces.signing_window`'s, shared with Backpack's scheme. The WebSocket AUTH
 frame signs ``timestamp + "AUTH"`` with the same key (:func:`auth_payload`).
 """
 
@@ -15,12 +16,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-DEFAULT_RECV_WINDOW_MS = 5000
-MAX_RECV_WINDOW_MS = 60_000
+from exchange.surfaces.signing_window import TimestampWindow, WindowRefused
+
+WINDOW = TimestampWindow(
+    timestamp_header="X-TIMESTAMP",
+    window_header="X-RECV-WINDOW",
+    stale_message="timestamp is outside the receive window",
+)
 
 
-class SignatureError(ValueError):
-    """A signature, timestamp or receive window is malformed, wrong or stale.
+class HmacSignatureError(ValueError):
+    """An HMAC signature, timestamp or receive window is malformed, wrong or stale.
 
     ``field`` names what was wrong (``"recv_window"`` is a client error of its own: 400).
     """
@@ -51,28 +57,23 @@ def sign_request(secret: str, timestamp: str, method: str, target: str, body: by
 
 
 def parse_recv_window(raw: str | None) -> int:
-    """``X-RECV-WINDOW`` → ms (default 5000). Raises SignatureError("recv_window", ...)."""
-    if raw is None:
-        return DEFAULT_RECV_WINDOW_MS
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_RECV_WINDOW_MS:
-        raise SignatureError(
-            "recv_window", f"X-RECV-WINDOW must be an integer from 1 to {MAX_RECV_WINDOW_MS}"
-        )
-    return int(raw)
+    """``X-RECV-WINDOW`` → ms (default 5000). Raises HmacSignatureError("recv_window", ...)."""
+    try:
+        return WINDOW.window_ms(raw)
+    except WindowRefused as exc:
+        raise HmacSignatureError("recv_window", exc.message) from None
 
 
 def check_timestamp(raw: str | None, now_ms: int, recv_window_ms: int) -> int:
     """The request's timestamp, if it is an integer within the window of ``now_ms``.
 
     Raises:
-        SignatureError: ``field="timestamp"`` when missing, malformed or stale.
+        HmacSignatureError: ``field="timestamp"`` when missing, malformed or stale.
     """
-    if not raw or not (raw.isascii() and raw.isdigit()) or len(raw) > 16:
-        raise SignatureError("timestamp", "X-TIMESTAMP must be integer milliseconds")
-    timestamp = int(raw)
-    if abs(now_ms - timestamp) > recv_window_ms:
-        raise SignatureError("timestamp", "timestamp is outside the receive window")
-    return timestamp
+    try:
+        return WINDOW.check(raw, now_ms, recv_window_ms)
+    except WindowRefused as exc:
+        raise HmacSignatureError("timestamp", exc.message) from None
 
 
 def verify(secret: str, message: bytes, signature: str | None) -> bool:
@@ -96,11 +97,11 @@ def verify_request(
     """Check one signed request completely.
 
     Raises:
-        SignatureError: ``field`` is ``"recv_window"`` (→ 400), ``"timestamp"`` or
+        HmacSignatureError: ``field`` is ``"recv_window"`` (→ 400), ``"timestamp"`` or
             ``"signature"`` (→ 401).
     """
     window = parse_recv_window(recv_window)
     check_timestamp(timestamp, now_ms, window)
     assert timestamp is not None
     if not verify(secret, payload(timestamp, method, target, body), signature):
-        raise SignatureError("signature", "signature does not match")
+        raise HmacSignatureError("signature", "signature does not match")

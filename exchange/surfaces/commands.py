@@ -1,25 +1,24 @@
-"""Requests → commands: pure functions that read the contract's inputs exactly or refuse them.
+"""Request fields → engine commands: money read into integer steps, every refusal precise.
 
 Every function here either returns a record from :mod:`exchange.models` (or a plain value) or
 raises :class:`~exchange.errors.RequestError` with the precise contract code and a message a
 person can act on. Nothing here does I/O, so a refused request never reaches the engine and
-never changes state. Any surface (the native ``/api/v1`` routes, later ``/backpack``) can build
-its commands with these functions after translating its own names.
+never changes state. Both REST surfaces build their commands here: the native routes from the
+contract's fields, ``/backpack`` after translating its names into them
+(:mod:`exchange.surfaces.backpack.translate`).
 
-Numbers are read exactly: bodies go through :func:`exchange.codec.loads_exact` (fractions become
-``Decimal``, never a binary float), and :mod:`exchange.money` turns decimals into integer ticks,
-lots and minor units, refusing anything off the market's step or outside its limits.
+:mod:`exchange.money` turns exact decimals into integer ticks, lots and minor units, refusing
+anything off the market's step or outside its limits; :func:`exchange.validation.validate_order`
+then runs the engine's own check, so a malformed order costs no round trip.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from exchange.codec import loads_exact
 from exchange.errors import ErrorCode, RequestError
 from exchange.markets import Market, MarketConfig
 from exchange.models import (
@@ -34,27 +33,16 @@ from exchange.models import (
     Withdraw,
 )
 from exchange.money import MoneyError, parse_decimal, to_steps
+from exchange.surfaces.limits import MAX_BATCH_ORDERS
+from exchange.surfaces.params import check_fields, fail, market_of, user_id_value
 from exchange.validation import MAX_CLIENT_ORDER_ID_LENGTH, validate_order
 
-MAX_BATCH_ORDERS = 50
 # A Decimal like 1e999999999 is tiny as JSON but gigantic as digits: refuse it by its exponent
 # before anything writes it out.
 _MAX_DECIMAL_EXPONENT = 40
-_USER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _ORDER_ID = re.compile(r"[0-9]{1,19}")
 # Engine ids are PostgreSQL bigints (and 64-bit integers on the wire); a larger one names no order.
 MAX_ORDER_ID = 2**63 - 1
-
-INTERVALS: dict[str, timedelta] = {
-    "1m": timedelta(minutes=1),
-    "5m": timedelta(minutes=5),
-    "15m": timedelta(minutes=15),
-    "30m": timedelta(minutes=30),
-    "1h": timedelta(hours=1),
-    "4h": timedelta(hours=4),
-    "1d": timedelta(days=1),
-    "1w": timedelta(weeks=1),
-}
 
 ORDER_FIELDS = frozenset(
     {
@@ -74,90 +62,6 @@ ORDER_FIELDS = frozenset(
 )
 CANCEL_FIELDS = frozenset({"market", "symbol", "order_id", "client_order_id", "user_id"})
 TRANSFER_FIELDS = frozenset({"user_id", "asset", "amount"})
-
-
-def fail(code: ErrorCode, message: str) -> RequestError:
-    return RequestError(code, message)
-
-
-# --- bodies and parameters ---------------------------------------------------------------------
-
-
-def parse_json(raw: bytes) -> Any:
-    """A request body as JSON with exact numbers. Raises RequestError(INVALID_REQUEST)."""
-    if not raw.strip():
-        raise fail(ErrorCode.INVALID_REQUEST, "a JSON body is required")
-    try:
-        return loads_exact(raw)
-    except (ValueError, RecursionError) as exc:
-        # UnicodeDecodeError and JSONDecodeError are ValueErrors; so is an integer too long
-        # for Python's digit limit.
-        raise fail(ErrorCode.INVALID_REQUEST, f"malformed JSON: {exc}") from None
-
-
-def json_object(raw: bytes) -> dict[str, Any]:
-    data = parse_json(raw)
-    if not isinstance(data, dict):
-        raise fail(ErrorCode.INVALID_REQUEST, "the body must be a JSON object")
-    return data
-
-
-def check_fields(data: Mapping[str, Any], allowed: frozenset[str], where: str = "body") -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise fail(ErrorCode.INVALID_REQUEST, f"unknown field {unknown[0]!r} in the {where}")
-
-
-def market_name(data: Mapping[str, Any], *, required: bool = True) -> str | None:
-    """The ``market`` (or its synonym ``symbol``) of a body or query; not yet checked."""
-    market, symbol = data.get("market"), data.get("symbol")
-    if market is not None and symbol is not None and market != symbol:
-        raise fail(ErrorCode.INVALID_REQUEST, "market and symbol name different markets")
-    name = market if market is not None else symbol
-    if name is None:
-        if required:
-            raise fail(ErrorCode.INVALID_MARKET, "market (or symbol) is required")
-        return None
-    if not isinstance(name, str):
-        raise fail(ErrorCode.INVALID_MARKET, "market must be a string like 'TATA_INR'")
-    return name
-
-
-def market_of(
-    config: MarketConfig, data: Mapping[str, Any], *, required: bool = True
-) -> Market | None:
-    """The configured market a body or query names. Raises RequestError(INVALID_MARKET)."""
-    name = market_name(data, required=required)
-    if name is None:
-        return None
-    market = config.markets.get(name)
-    if market is None:
-        raise fail(ErrorCode.INVALID_MARKET, f"unknown market {name!r}")
-    return market
-
-
-def limit_param(params: Mapping[str, str], *, default: int, maximum: int) -> int:
-    raw = params.get("limit")
-    if raw is None:
-        return default
-    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 9):
-        raise fail(ErrorCode.INVALID_LIMIT, f"limit must be an integer from 1 to {maximum}")
-    limit = int(raw)
-    if not 1 <= limit <= maximum:
-        raise fail(ErrorCode.INVALID_LIMIT, f"limit must be an integer from 1 to {maximum}")
-    return limit
-
-
-def user_id_value(value: Any) -> str:
-    """A dev-mode ``user_id`` (string, or a JSON integer) → its canonical string."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        value = str(value)
-    if not isinstance(value, str) or not _USER_ID.fullmatch(value):
-        raise fail(
-            ErrorCode.INVALID_REQUEST,
-            "user_id must be 1 to 64 letters, digits or '_.:-'",
-        )
-    return value
 
 
 # --- money -------------------------------------------------------------------------------------
@@ -263,7 +167,7 @@ def parse_order(config: MarketConfig, data: Any, *, user_id: str) -> PlaceOrder:
     client_order_id = data.get("client_order_id")
     if client_order_id is not None and (
         not isinstance(client_order_id, str)
-        or not 0 < len(client_order_id) <= 36
+        or not 0 < len(client_order_id) <= MAX_CLIENT_ORDER_ID_LENGTH
         or not client_order_id.isprintable()
     ):
         raise fail(
@@ -292,7 +196,7 @@ def parse_order(config: MarketConfig, data: Any, *, user_id: str) -> PlaceOrder:
         client_order_id=client_order_id,
         self_trade_prevention=stp,
     )
-    # The engine's own check, run here too so a malformed order costs no round trip.
+    # The engine's own check (exchange.validation), so a malformed order costs no round trip.
     rejection = validate_order(command, market)
     if rejection is not None:
         raise fail(rejection.code, rejection.message)
@@ -387,38 +291,3 @@ def parse_transfer(config: MarketConfig, data: Any, *, withdraw: bool) -> Deposi
     if units >= 10**30:
         raise fail(ErrorCode.INVALID_AMOUNT, "amount is too large")
     return (Withdraw if withdraw else Deposit)(user_id, asset.name, units)
-
-
-# --- history parameters ------------------------------------------------------------------------
-
-
-def interval_param(params: Mapping[str, str]) -> str:
-    interval = params.get("interval")
-    if interval not in INTERVALS:
-        raise fail(ErrorCode.INVALID_INTERVAL, f"interval must be one of {', '.join(INTERVALS)}")
-    return interval
-
-
-def time_param(params: Mapping[str, str], name: str) -> datetime | None:
-    """ISO-8601 (``2024-01-01T00:00:00Z``) or epoch seconds → an aware UTC datetime."""
-    raw = params.get(name)
-    if raw is None:
-        return None
-    try:
-        if raw.isascii() and raw.isdigit() and len(raw) <= 11:
-            return datetime.fromtimestamp(int(raw), UTC)
-        if not raw[:4].isdigit() or "T" not in raw and len(raw) != 10:
-            raise ValueError(raw)
-        moment = datetime.fromisoformat(raw)
-    except (ValueError, OverflowError, OSError):
-        raise fail(
-            ErrorCode.INVALID_TIME,
-            f"{name} must be ISO-8601 (2024-01-01T00:00:00Z) or epoch seconds",
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def check_params(params: Mapping[str, str], allowed: frozenset[str]) -> None:
-    check_fields(params, allowed, where="query string")

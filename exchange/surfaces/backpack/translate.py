@@ -1,7 +1,7 @@
 """Backpack's names, units and shapes ↔ the exchange's records (pure: no I/O, no clock).
 
 Requests are translated into the native request dicts and parsed by
-:mod:`exchange.api.parsing`, so the facade validates money exactly as ``/api/v1`` does and
+:mod:`exchange.surfaces.commands`, so the facade validates money exactly as ``/api/v1`` does and
 builds the very same engine commands. Replies and history rows are translated from the native
 contract shapes (:mod:`exchange.views`, :mod:`exchange.db.queries`). Units that differ: depth
 timestamps in microseconds, kline times in seconds and ``"YYYY-MM-DD HH:MM:SS"``, fill
@@ -15,11 +15,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from exchange.api.parsing import no_such_order, parse_order
 from exchange.errors import ErrorCode, RequestError
 from exchange.markets import Market, MarketConfig
 from exchange.models import Depth, OrderView, PlaceOrder
 from exchange.money import format_decimal, format_units, parse_decimal
+from exchange.surfaces.commands import no_such_order, parse_order
+from exchange.validation import MAX_CLIENT_ORDER_ID_LENGTH
 from exchange.views import order_json as native_order_json
 
 # --- names -------------------------------------------------------------------------------------
@@ -58,45 +59,7 @@ ORDER_FIELDS = frozenset(
         "selfTradePrevention",
     }
 )
-MAX_CLIENT_ID_DIGITS = 36  # the native client_order_id holds 36 characters
-
-# --- error codes -------------------------------------------------------------------------------
-
-# native code → (Backpack code, HTTP status). ccxt maps Backpack's codes to its exceptions:
-# INSUFFICIENT_FUNDS → InsufficientFunds, INVALID_ORDER/INVALID_PRICE → InvalidOrder,
-# INVALID_MARKET → BadSymbol, UNAUTHORIZED/INVALID_SIGNATURE → AuthenticationError,
-# TOO_MANY_REQUESTS → RateLimitExceeded, RESOURCE_NOT_FOUND → ExchangeNotAvailable (ccxt maps
-# no Backpack code to OrderNotFound), TIMEOUT → RequestTimeout, TRADING_PAUSED →
-# ExchangeNotAvailable.
-ERROR_CODES: dict[ErrorCode, tuple[str, int]] = {
-    ErrorCode.INSUFFICIENT_FUNDS: ("INSUFFICIENT_FUNDS", 400),
-    ErrorCode.INVALID_MARKET: ("INVALID_MARKET", 400),
-    ErrorCode.INVALID_PRICE: ("INVALID_PRICE", 400),
-    ErrorCode.INVALID_QUANTITY: ("INVALID_QUANTITY", 400),
-    ErrorCode.INVALID_ASSET: ("INVALID_ASSET", 400),
-    ErrorCode.INVALID_ORDER: ("INVALID_ORDER", 400),
-    ErrorCode.INVALID_SIDE: ("INVALID_ORDER", 400),
-    ErrorCode.INVALID_TYPE: ("INVALID_ORDER", 400),
-    ErrorCode.INVALID_TIME_IN_FORCE: ("INVALID_ORDER", 400),
-    ErrorCode.INVALID_CLIENT_ORDER_ID: ("INVALID_ORDER", 400),
-    ErrorCode.ORDER_NOT_FOUND: ("RESOURCE_NOT_FOUND", 404),
-    ErrorCode.NOT_FOUND: ("RESOURCE_NOT_FOUND", 404),
-    ErrorCode.UNAUTHORIZED: ("UNAUTHORIZED", 401),
-    ErrorCode.FORBIDDEN: ("FORBIDDEN", 403),
-    ErrorCode.RATE_LIMITED: ("TOO_MANY_REQUESTS", 429),
-    ErrorCode.SERVICE_UNAVAILABLE: ("TRADING_PAUSED", 503),
-    ErrorCode.ENGINE_TIMEOUT: ("TIMEOUT", 504),
-}
-CLIENT_ERROR = ("INVALID_CLIENT_REQUEST", 400)
-
-
-def error_code(code: ErrorCode) -> tuple[str, int]:
-    """A native error code → Backpack's code and HTTP status."""
-    return ERROR_CODES.get(code, CLIENT_ERROR)
-
-
-def error_json(code: str, message: str) -> dict[str, str]:
-    return {"code": code, "message": message}
+MAX_CLIENT_ID_DIGITS = MAX_CLIENT_ORDER_ID_LENGTH  # Backpack's integer, as native digits
 
 
 def refuse(message: str) -> RequestError:

@@ -1,141 +1,94 @@
 """The ``/backpack`` REST surface: Backpack's endpoints on the API's router and backend.
 
 Each handler reads Backpack's request, builds the same engine commands and queries the native
-routes build (through :class:`~exchange.api.backend.Backend`), and answers in Backpack's names
-and units (:mod:`exchange.backpack.translate`). Private endpoints are always signed with ED25519
-(:mod:`exchange.backpack.signing`), whatever ``EXCHANGE_AUTH`` says; keys are registered through
-the admin API and looked up in the shared credential store (cached: keys are never revoked).
-Every failure is answered as Backpack does, ``{"code", "message"}`` with its HTTP status.
+routes build (through :class:`~exchange.surfaces.backend.Backend`), and answers in Backpack's
+names and units (:mod:`.translate`). Private endpoints are always signed with ED25519
+(:mod:`.signing`), whatever ``EXCHANGE_AUTH`` says; keys are registered through the admin API and
+looked up in the shared credential store (which caches them). Every failure is answered as
+Backpack does, ``{"code", "message"}`` with its HTTP status (:mod:`.errors`).
 """
 
 from __future__ import annotations
 
-import logging
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
 import trio
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from exchange.api.auth import wall_clock_ms
-from exchange.api.common import Answer, Api, RateLimited, Req, Router, json_answer
-from exchange.api.parsing import (
-    INTERVALS,
-    limit_param,
-    market_of,
-    order_id_value,
-    parse_cancel,
-    parse_cancel_all,
-    parse_json,
-)
-from exchange.backpack import signing, translate
-from exchange.backpack.signing import SignatureError
 from exchange.credentials import check_ed25519_key
-from exchange.errors import EngineTimeout, ErrorCode, RequestError, ServiceUnavailable
-from exchange.models import OrderStatus, OrderView, PlaceOrder, Rejection
+from exchange.errors import ErrorCode, RequestError
+from exchange.models import OrderStatus, OrderView, PlaceOrder
+from exchange.surfaces import limits
+from exchange.surfaces.backpack import signing, translate
+from exchange.surfaces.backpack.errors import BACKPACK_ERRORS
+from exchange.surfaces.batch import place_batch
+from exchange.surfaces.commands import order_id_value, parse_cancel, parse_cancel_all
+from exchange.surfaces.failures import ErrorShape, SurfaceRefusal
+from exchange.surfaces.http import Handler, Req
+from exchange.surfaces.limits import limit_param
+from exchange.surfaces.params import INTERVALS, market_of, parse_json
+from exchange.surfaces.state import Api
 from exchange.views import balances_json
 
-log = logging.getLogger("exchange.backpack")
-
 PREFIX = "/backpack"
-TRADES_LIMIT = (100, 1000)
-HISTORY_LIMIT = (100, 1000)
-KLINES_LIMIT = 1000
-DEPTH_MAX = 5000
-MAX_BATCH_ORDERS = 50
-_KEY_CACHE_SIZE = 100_000
-
-Handler = Callable[[Api, Req], Awaitable[Any]]
+ERRORS: ErrorShape = BACKPACK_ERRORS
 
 
-def _answer(code: str, message: str, status: int, headers: tuple = ()) -> Answer:
-    return Answer(status, json_answer(translate.error_json(code, message)).body, headers=headers)
+def _refusal(exc: signing.Ed25519SignatureError) -> SurfaceRefusal:
+    status = 400 if exc.code == "INVALID_CLIENT_REQUEST" else 401
+    return SurfaceRefusal(exc.code, exc.message, status)
 
 
-def failure(exc: BaseException) -> Answer:
-    """Backpack's rendering of anything a handler raised."""
-    if isinstance(exc, SignatureError):
-        return _answer(exc.code, exc.message, 400 if exc.code == "INVALID_CLIENT_REQUEST" else 401)
-    if isinstance(exc, RateLimited):
-        return _answer("TOO_MANY_REQUESTS", exc.message, 429, (("Retry-After", exc.retry_after),))
-    if isinstance(exc, RequestError):
-        code, status = translate.error_code(exc.code)
-        return _answer(code, exc.message, status)
-    if isinstance(exc, EngineTimeout):
-        return _answer("TIMEOUT", "the engine did not answer in time; the outcome is unknown", 504)
-    if isinstance(exc, ServiceUnavailable):
-        return _answer("TRADING_PAUSED", f"a needed service is down: {exc}", 503)
-    log.error("unhandled error", exc_info=exc)
-    return _answer("SERVER_ERROR", "internal error", 500)
-
-
-def _rejected_post_only(view: OrderView) -> RequestError | None:
+def _placed_json(api: Api, view: OrderView) -> dict[str, Any]:
+    """A placed order in Backpack's shape; a refused post-only is an error there (Backpack has
+    no "Rejected" status). Raises RequestError(INVALID_ORDER)."""
     if view.status is OrderStatus.REJECTED:
-        return RequestError(ErrorCode.INVALID_ORDER, "a post-only order would have taken")
-    return None
+        raise RequestError(ErrorCode.INVALID_ORDER, "a post-only order would have taken")
+    return translate.order_json(api.config, view)
 
 
 class BackpackRest:
-    """The surface's handlers and its key cache."""
+    """The surface's handlers."""
 
-    def __init__(self, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
-        self.clock_ms = clock_ms
-        self._keys: OrderedDict[str, tuple[str, Ed25519PublicKey]] = OrderedDict()
-
-    # --- plumbing ------------------------------------------------------------------------------
-
-    def _wrap(self, handler: Handler, *, public: bool) -> Handler:
-        async def wrapped(api: Api, req: Req) -> Any:
-            try:
-                if public:
-                    api.charge(api.public_limiter, f"ip:{req.remote}")
-                result = await handler(api, req)
-            except Exception as exc:  # noqa: BLE001 - every failure becomes Backpack's shape
-                return failure(exc)
-            return result if isinstance(result, Answer) else json_answer(result)
-
-        return wrapped
-
-    def mount(self, router: Router) -> None:
-        for path, method, handler, public in self.routes():
-            router.add(PREFIX + path, method, self._wrap(handler, public=public))
-
-    async def user_for_key(self, api: Api, key_b64: str) -> tuple[str, Ed25519PublicKey]:
-        found = self._keys.get(key_b64)
-        if found is not None:
-            return found
+    @staticmethod
+    def _canonical(key_b64: str) -> str:
         try:
-            canonical = check_ed25519_key(key_b64)
+            return check_ed25519_key(key_b64)
         except RequestError:
-            raise SignatureError("UNAUTHORIZED", "X-API-Key is not an ED25519 key") from None
-        user_id = await api.credentials.user_for_ed25519(canonical)
-        if user_id is None:
-            raise SignatureError("UNAUTHORIZED", "unknown API key")
-        found = (user_id, signing.public_key(canonical))
-        self._keys[key_b64] = found
-        if len(self._keys) > _KEY_CACHE_SIZE:
-            self._keys.popitem(last=False)
-        return found
+            raise signing.Ed25519SignatureError(
+                "UNAUTHORIZED", "X-API-Key is not an ED25519 key"
+            ) from None
 
     async def caller(self, api: Api, req: Req, instruction_of: str, params: Any) -> str:
-        """The user who signed ``req``; charges the private rate limit. Raises SignatureError."""
+        """The user who signed ``req``; charges the private rate limit. Raises SurfaceRefusal."""
+        try:
+            return await self._signer(api, req, instruction_of, params)
+        except signing.Ed25519SignatureError as exc:
+            raise _refusal(exc) from None
+
+    async def _signer(self, api: Api, req: Req, instruction_of: str, params: Any) -> str:
         headers = req.headers
         key_b64 = headers.get("x-api-key")
         if not key_b64:
-            raise SignatureError("UNAUTHORIZED", "X-API-Key, X-Signature and X-Timestamp needed")
+            raise signing.Ed25519SignatureError(
+                "UNAUTHORIZED", "X-API-Key, X-Signature and X-Timestamp needed"
+            )
         window_raw = headers.get("x-window")
         window = signing.parse_window(window_raw)
         timestamp = headers.get("x-timestamp")
-        signing.check_timestamp(timestamp, self.clock_ms(), window)
+        signing.check_timestamp(timestamp, api.clock_ms(), window)
         signature = signing.decode_signature(headers.get("x-signature"))
-        user_id, key = await self.user_for_key(api, key_b64)
+        canonical = self._canonical(key_b64)
+        user_id = await api.credentials.ed25519_user(canonical)
+        if user_id is None:
+            raise signing.Ed25519SignatureError("UNAUTHORIZED", "unknown API key")
+        key = signing.public_key(canonical)
         instruction = signing.INSTRUCTIONS[(instruction_of, req.method)]
         assert timestamp is not None
         texts = signing.signing_texts(instruction, params, timestamp, window_raw or str(window))
         if not signing.verify_any(key, signature, texts):
-            raise SignatureError("INVALID_SIGNATURE", "the signature does not match")
+            raise signing.Ed25519SignatureError("INVALID_SIGNATURE", "the signature does not match")
         api.charge(api.private_limiter, f"ed25519:{key_b64}")
         return user_id
 
@@ -158,7 +111,7 @@ class BackpackRest:
         return []
 
     async def time(self, api: Api, req: Req) -> Any:
-        return self.clock_ms()
+        return api.clock_ms()
 
     async def status(self, api: Api, req: Req) -> Any:
         return {"status": "Ok"}
@@ -167,13 +120,14 @@ class BackpackRest:
         market = market_of(api.config, req.params)
         limit = None
         if "limit" in req.params:
-            limit = limit_param(req.params, default=DEPTH_MAX, maximum=DEPTH_MAX)
+            limit = limit_param(
+                req.params, default=limits.DEPTH.maximum, maximum=limits.DEPTH.maximum
+            )
         return translate.depth_json(api.config, await api.backend.depth(market.symbol, limit))
 
     async def trades(self, api: Api, req: Req) -> Any:
         market = market_of(api.config, req.params)
-        default, maximum = TRADES_LIMIT
-        limit = limit_param(req.params, default=default, maximum=maximum)
+        limit = limits.TRADES.of(req.params)
         rows = await api.backend.history.recent_trades(market.symbol, limit)
         return [translate.trade_json(row) for row in reversed(rows)]  # oldest first
 
@@ -183,7 +137,9 @@ class BackpackRest:
         if interval not in INTERVALS:
             raise translate.refuse(f"interval must be one of {', '.join(INTERVALS)}")
         start, end = (_seconds(req.params, name) for name in ("startTime", "endTime"))
-        rows = await api.backend.history.klines(market.symbol, interval, start, end, KLINES_LIMIT)
+        rows = await api.backend.history.klines(
+            market.symbol, interval, start, end, limits.KLINES.maximum
+        )
         return [translate.kline_json(row) for row in rows]
 
     async def ticker(self, api: Api, req: Req) -> Any:
@@ -206,35 +162,31 @@ class BackpackRest:
         data = parse_json(req.body)
         user_id = await self.caller(api, req, "/api/v1/order", data)
         view = await api.backend.place(translate.order_request(api.config, data, user_id=user_id))
-        refused = _rejected_post_only(view)
-        if refused is not None:
-            raise refused
-        return translate.order_json(api.config, view)
+        return _placed_json(api, view)
 
     async def place_orders(self, api: Api, req: Req) -> Any:
         """A batch: each item placed or refused on its own, answered in the same order."""
         items = parse_json(req.body)
-        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_ORDERS:
-            raise translate.refuse(f"the body must be a list of 1 to {MAX_BATCH_ORDERS} orders")
+        most = limits.MAX_BATCH_ORDERS
+        if not isinstance(items, list) or not 1 <= len(items) <= most:
+            raise translate.refuse(f"the body must be a list of 1 to {most} orders")
         user_id = await self.caller(api, req, "/api/v1/orders", items)
-        api.charge(api.private_limiter, f"ed25519:{req.headers['x-api-key']}", len(items) - 1)
-        results: list[Any] = [None] * len(items)
-        commands: list[PlaceOrder] = []
-        slots: list[int] = []
-        for index, item in enumerate(items):
-            try:
-                commands.append(translate.order_request(api.config, item, user_id=user_id))
-                slots.append(index)
-            except RequestError as exc:
-                results[index] = _error_item(exc)
-        for index, reply in zip(slots, await api.backend.place_many(commands), strict=True):
-            if isinstance(reply, Rejection):
-                results[index] = _error_item(RequestError(reply.code, reply.message))
-            elif (refused := _rejected_post_only(reply)) is not None:
-                results[index] = _error_item(refused)
-            else:
-                results[index] = translate.order_json(api.config, reply)
-        return results
+
+        def parse(item: Any) -> PlaceOrder:
+            return translate.order_request(api.config, item, user_id=user_id)
+
+        def charge(commands: list[PlaceOrder]) -> None:
+            # one token was charged by caller(); the batch costs one per order
+            api.charge(api.private_limiter, f"ed25519:{req.headers['x-api-key']}", len(items) - 1)
+
+        return await place_batch(
+            api.backend,
+            items,
+            parse=parse,
+            charge=charge,
+            render=lambda view: _placed_json(api, view),
+            refused=ERRORS.item,
+        )
 
     async def cancel_order(self, api: Api, req: Req) -> Any:
         data = self._body(req)
@@ -285,8 +237,7 @@ class BackpackRest:
                 raise
             found = translate.order_json(api.config, order)
             return [found] if symbol is None or found["symbol"] == symbol else []
-        default, maximum = HISTORY_LIMIT
-        limit = limit_param(params, default=default, maximum=maximum)
+        limit, maximum = limits.HISTORY.of(params), limits.HISTORY.maximum
         offset = _offset(params)
         async with trio.open_nursery() as nursery:
             got: dict[str, list] = {}
@@ -308,8 +259,7 @@ class BackpackRest:
         params = req.params
         user_id = await self.caller(api, req, "/wapi/v1/history/fills", params)
         market = market_of(api.config, params, required=False)
-        default, maximum = HISTORY_LIMIT
-        limit = limit_param(params, default=default, maximum=maximum)
+        limit, maximum = limits.HISTORY.of(params), limits.HISTORY.maximum
         since, until = _ms(params, "from"), _ms(params, "to")
         order_id = params.get("orderId")
         rows = await api.backend.history.fills(user_id, market and market.symbol, maximum)
@@ -323,6 +273,7 @@ class BackpackRest:
         return out[:limit]
 
     def routes(self) -> list[tuple[str, str, Handler, bool]]:
+        """``(path under /backpack, method, handler, public)`` of every endpoint."""
         public = [
             ("/api/v1/assets", self.assets),
             ("/api/v1/markets", self.markets),
@@ -350,10 +301,6 @@ class BackpackRest:
         return [(path, "GET", handler, True) for path, handler in public] + [
             (path, method, handler, False) for path, method, handler in private
         ]
-
-
-def _error_item(exc: RequestError) -> dict[str, str]:
-    return translate.error_json(translate.error_code(exc.code)[0], exc.message)
 
 
 def _reference(data: Any) -> tuple[int | None, str | None]:
