@@ -113,33 +113,10 @@ KNOWN_VIOLATIONS: set[tuple[str, str, str]] = {
     # engine/outputs.py imports exchange.bus (redis, trio)
     ("pure-core", "exchange.engine.outputs", "trio"),
     ("pure-core", "exchange.engine.outputs", "redis"),
-    # api/parsing.py imports engine.core.validate_order; the rest reach it through parsing
-    # (backpack through api.parsing or backpack.translate; its ws modules through translate)
-    ("surface-not-engine", "exchange.api", "exchange.engine.*"),
-    ("surface-not-engine", "exchange.api.app", "exchange.engine.*"),
-    ("surface-not-engine", "exchange.api.auth", "exchange.engine.*"),
-    ("surface-not-engine", "exchange.api.common", "exchange.engine.*"),
-    ("surface-not-engine", "exchange.api.openapi", "exchange.engine.*"),
-    ("surface-not-engine", "exchange.api.parsing", "exchange.engine.*"),
-    ("surface-not-engine", "exchange.api.routes_admin", "exchange.engine.*"),
-    ("surface-not-engine", "exchange.api.routes_market", "exchange.engine.*"),
-    ("surface-not-engine", "exchange.api.routes_ops", "exchange.engine.*"),
-    ("surface-not-engine", "exchange.api.routes_orders", "exchange.engine.*"),
-    ("surface-not-engine", "exchange.api.routes_web", "exchange.engine.*"),
-    ("surface-not-engine", "exchange.api.server", "exchange.engine.*"),
-    ("surface-not-engine", "exchange.surfaces.backpack.ws_connection", "exchange.engine.*"),
-    ("surface-not-engine", "exchange.backpack.rest", "exchange.engine.*"),
-    ("surface-not-engine", "exchange.surfaces.backpack.ws_stream", "exchange.engine.*"),
-    ("surface-not-engine", "exchange.backpack.translate", "exchange.engine.*"),
     # ws/seed.py imports db.queries (ws/server.py through seed)
     ("ws-not-db", "exchange.ws", "exchange.db.*"),
     ("ws-not-db", "exchange.ws.seed", "exchange.db.*"),
     ("ws-not-db", "exchange.ws.server", "exchange.db.*"),
-    # backpack/ imports api.common internals and api.parsing
-    ("backpack-not-native", "exchange.surfaces.backpack.ws_connection", "exchange.api.*"),
-    ("backpack-not-native", "exchange.backpack.rest", "exchange.api.*"),
-    ("backpack-not-native", "exchange.surfaces.backpack.ws_stream", "exchange.api.*"),
-    ("backpack-not-native", "exchange.backpack.translate", "exchange.api.*"),
 }
 
 
