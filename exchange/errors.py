@@ -1,13 +1,34 @@
 """Error codes and the exception tree.
 
 Rejections of user input are *values*: an :class:`ErrorCode` travels in replies and becomes the
-contract's ``{"error": {"code", "message"}}``. Exceptions are for bugs and infrastructure::
+contract's ``{"error": {"code", "message"}}``. Exceptions are for bugs and infrastructure, under
+one root (each defined here unless a module is named)::
 
     ExchangeError
     ├── ConfigError          settings or market configuration is invalid
-    ├── RequestError         an edge refused input (carries an ErrorCode and HTTP status)
-    ├── ServiceUnavailable   Redis, PostgreSQL or the engine cannot be reached
-    └── EngineTimeout        the engine did not answer in time (outcome unknown)
+    ├── RequestError         an edge refused input (an ErrorCode, a status)
+    │   └── RateLimited      a token bucket is empty (with Retry-After)       api.common
+    ├── ServiceUnavailable   Redis, PostgreSQL or the engine is unreachable
+    ├── EngineTimeout        the engine did not answer in time (outcome unknown)
+    ├── LogRolledBack        the log ends before the last applied command     engine.service
+    ├── UnrecoverableLog     the log was trimmed past every snapshot          engine.service
+    └── MigrationError       migrations on disk and recorded disagree         db.migrate
+
+Outside that tree are the errors that only the caller one step up catches: a parser's, which
+it turns into an :class:`ErrorCode` (an error reply or frame), an older snapshot or a skipped
+entry at once, and the developer tools' own::
+
+    ValueError
+    ├── MoneyError           not an exact, well-formed decimal                money
+    ├── SignatureError       a native signature or its window is bad          signing
+    ├── SignatureError       a Backpack signature, key or window is bad       backpack.signing
+    ├── SnapshotError        bytes this version cannot read as a snapshot     engine.snapshot
+    └── BadEntry             an events entry that can never be written        db.rows
+    Exception
+    ├── ProtocolError        a native WebSocket request refused (error frame) ws.protocol
+    └── Refused              a Backpack WebSocket request refused             backpack.connection
+    RuntimeError
+    └── LocalServerError     a dev tool's Redis or PostgreSQL did not start   dev.localservers
 """
 
 from __future__ import annotations
