@@ -5,30 +5,30 @@ contract's ``{"error": {"code", "message"}}``. Exceptions are for bugs and infra
 one root (each defined here unless a module is named)::
 
     ExchangeError
-    ├── ConfigError          settings or market configuration is invalid
-    ├── RequestError         an edge refused input (an ErrorCode, a status)
-    │   └── RateLimited      a token bucket is empty (with Retry-After)       api.common
-    ├── ServiceUnavailable   Redis, PostgreSQL or the engine is unreachable
-    ├── EngineTimeout        the engine did not answer in time (outcome unknown)
-    ├── LogRolledBack        the log ends before the last applied command     engine.service
-    ├── UnrecoverableLog     the log was trimmed past every snapshot          engine.service
-    └── MigrationError       migrations on disk and recorded disagree         db.migrate
+    ├── ConfigError          settings or markets are invalid
+    ├── RequestError         an edge refused input (with its code)
+    │   └── RateLimited      a token bucket is empty (Retry-After)   api.common
+    ├── ServiceUnavailable   Redis, PostgreSQL or engine unreachable
+    ├── EngineTimeout        no engine reply in time (outcome unknown)
+    ├── LogRolledBack        the log ends before the last applied    engine.service
+    ├── UnrecoverableLog     the log trimmed past every snapshot     engine.service
+    └── MigrationError       migrations on disk and recorded differ  db.migrate
 
 Outside that tree are the errors that only the caller one step up catches: a parser's, which
 it turns into an :class:`ErrorCode` (an error reply or frame), an older snapshot or a skipped
 entry at once, and the developer tools' own::
 
     ValueError
-    ├── MoneyError           not an exact, well-formed decimal                money
-    ├── SignatureError       a native signature or its window is bad          signing
-    ├── SignatureError       a Backpack signature, key or window is bad       backpack.signing
-    ├── SnapshotError        bytes this version cannot read as a snapshot     engine.snapshot
-    └── BadEntry             an events entry that can never be written        db.rows
+    ├── MoneyError           not an exact, well-formed decimal       money
+    ├── SignatureError       a native signature or window is bad     signing
+    ├── SignatureError       a Backpack signature or key is bad      backpack.signing
+    ├── SnapshotError        bytes that are not a readable snapshot  engine.snapshot
+    └── BadEntry             an events entry that cannot be written  db.rows
     Exception
-    ├── ProtocolError        a native WebSocket request refused (error frame) ws.protocol
-    └── Refused              a Backpack WebSocket request refused             backpack.connection
+    ├── ProtocolError        a native WS request refused             surfaces.native.ws_protocol
+    └── Refused              a Backpack WS request refused           surfaces.backpack.ws_connection
     RuntimeError
-    └── LocalServerError     a dev tool's Redis or PostgreSQL did not start   dev.localservers
+    └── LocalServerError     a throwaway server did not start        dev.localservers
 """
 
 from __future__ import annotations
