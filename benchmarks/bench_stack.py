@@ -1,6 +1,6 @@
 """What the benchmarks share: a private exchange stack, and the CPU each of its processes uses.
 
-:func:`private_stack` starts Redis and PostgreSQL (:mod:`exchange.localservers`, fsync off) in a
+:func:`private_stack` starts Redis and PostgreSQL (:mod:`exchange.dev.localservers`, fsync off) in a
 directory the caller owns and the chosen programs of ``bin/`` against them, waits until the API
 answers ``/readyz`` and stops everything on exit. :class:`CpuMeter` reads from ``/proc`` the CPU
 seconds of each named process with all its descendants (API workers under hypercorn's
@@ -26,7 +26,7 @@ import attrs
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from exchange.localservers import PostgresServer, RedisServer, free_port  # noqa: E402
+from exchange.dev.localservers import PostgresServer, RedisServer, free_port  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 READY_TIMEOUT_S = 60.0

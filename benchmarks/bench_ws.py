@@ -6,7 +6,7 @@
 
 Starts its own Redis (private, throwaway), ``bin/engine`` and ``bin/ws`` as child processes,
 connects the clients from ``--client-procs`` processes (:mod:`ws_clients`, plain ``epoll``
-loops), then drives the seeded order flow of :mod:`exchange.testing.flow` through the gateway at
+loops), then drives the seeded order flow of :mod:`exchange.dev.flow` through the gateway at
 the command rate that yields the requested trades per second. It prints messages delivered per
 second (data frames, all clients), the engine-to-client latency of trade and depth frames (ws
 receipt minus the moment a plain Redis subscriber beside the probes saw the engine publish the
@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT))
 from bench_stack import tree_cpu_s  # noqa: E402
 
 from exchange.bus import market_channel  # noqa: E402
+from exchange.dev.flow import Flow  # noqa: E402
+from exchange.dev.localservers import RedisServer, free_port  # noqa: E402
 from exchange.gateway import open_gateway  # noqa: E402
-from exchange.localservers import RedisServer, free_port  # noqa: E402
 from exchange.markets import load_config  # noqa: E402
-from exchange.testing.flow import Flow  # noqa: E402
 
 MARKET = "TATA_INR"
 TICK_S = 0.01

@@ -1,28 +1,36 @@
 """Error codes and the exception tree.
 
 Rejections of user input are *values*: an :class:`ErrorCode` travels in replies and becomes the
-contract's ``{"error": {"code", "message"}}``. Exceptions are for bugs, infrastructure and the
-refusals an edge raises on its way out::
+contract's ``{"error": {"code", "message"}}``. Exceptions are for bugs and infrastructure, under
+one root (each defined here unless a module is named)::
 
     ExchangeError
-    ├── ConfigError          settings or market configuration is invalid
-    ├── RequestError         an edge refused input (carries an ErrorCode and HTTP status)
-    │   └── RateLimited      a rate-limit bucket is empty (exchange.surfaces.failures)
-    ├── ServiceUnavailable   Redis, PostgreSQL or the engine cannot be reached
-    ├── EngineTimeout        the engine did not answer in time (outcome unknown)
-    ├── LogRolledBack        the command log lost entries the engine applied (engine.service)
-    ├── UnrecoverableLog     the command log cannot be replayed (engine.service)
-    └── MigrationError       a schema migration failed (db.migrate)
+    ├── ConfigError          settings or markets are invalid
+    ├── RequestError         an edge refused input (with its code)
+    │   └── RateLimited      a token bucket is empty (Retry-After)   surfaces.failures
+    ├── ServiceUnavailable   Redis, PostgreSQL or engine unreachable
+    ├── EngineTimeout        no engine reply in time (outcome unknown)
+    ├── LogRolledBack        the log ends before the last applied    engine.service
+    ├── UnrecoverableLog     the log trimmed past every snapshot     engine.service
+    └── MigrationError       migrations on disk and recorded differ  db.migrate
 
-Refusals in a surface's own words, outside the tree (each caught and answered by its surface)::
+Outside that tree are the errors that only the caller one step up catches: a parser's, which
+it turns into an :class:`ErrorCode` (an error reply or frame), an older snapshot or a skipped
+entry at once, and the developer tools' own::
 
-    SurfaceRefusal           a code outside ErrorCode, answered as is (surfaces.failures)
-    HmacSignatureError       a native signature, timestamp or window (surfaces.native.signing)
-    Ed25519SignatureError    a Backpack signature, key, timestamp or window
-                             (surfaces.backpack.signing)
-    WindowRefused            a timestamp outside its window (surfaces.signing_window)
-    ProtocolError            a WebSocket frame refused, native protocol (ws.protocol)
-    Refused                  a WebSocket request refused, Backpack protocol (backpack.connection)
+    ValueError
+    ├── MoneyError           not an exact, well-formed decimal       money
+    ├── HmacSignatureError   a native signature or window is bad     surfaces.native.signing
+    ├── Ed25519SignatureError  a Backpack signature or key is bad    surfaces.backpack.signing
+    ├── WindowRefused        a timestamp outside its window          surfaces.signing_window
+    ├── SnapshotError        bytes that are not a readable snapshot  engine.snapshot
+    └── BadEntry             an events entry that cannot be written  db.rows
+    Exception
+    ├── SurfaceRefusal       a code outside ErrorCode, as is         surfaces.failures
+    ├── ProtocolError        a native WS request refused             surfaces.native.ws_protocol
+    └── Refused              a Backpack WS request refused           surfaces.backpack.ws_connection
+    RuntimeError
+    └── LocalServerError     a throwaway server did not start        dev.localservers
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Markets and assets, loaded from TOML configuration.
 
-The packaged ``markets.toml`` ships ``TATA_INR``, ``BTC_USDT`` and ``ETH_USDT``; the environment
-variable ``EXCHANGE_MARKETS_FILE`` names another file. Each :class:`Market` precomputes the integer
-factors the engine needs, so matching never touches a ``Decimal``.
+The packaged ``markets.toml`` ships ``TATA_INR``, ``BTC_USDT`` and ``ETH_USDT``; the setting
+``EXCHANGE_MARKETS_FILE`` (:mod:`exchange.settings`) names another file. Each :class:`Market`
+precomputes the integer factors the engine needs, so matching never touches a ``Decimal``.
 """
 
 from __future__ import annotations
@@ -166,8 +166,8 @@ def parse_config(data: dict) -> MarketConfig:
 
 
 def load_config(path: str | os.PathLike | None = None) -> MarketConfig:
-    """Load ``path``, else ``$EXCHANGE_MARKETS_FILE``, else the packaged ``markets.toml``."""
-    path = path or os.environ.get("EXCHANGE_MARKETS_FILE")
+    """Load ``path`` (``Settings.markets_file``: ``EXCHANGE_MARKETS_FILE``), else the
+    packaged ``markets.toml``."""
     if path:
         text = Path(path).read_text()
     else:

@@ -1,8 +1,9 @@
 """The records every program shares: enums, commands, replies and events.
 
 Inside these records money is integers: ``price`` in ticks, ``quantity`` in lots and amounts in
-an asset's minor units (see :mod:`exchange.markets`). :mod:`exchange.codec` turns them into the
-contract's decimal strings at the edges.
+an asset's minor units (see :mod:`exchange.markets`). :mod:`exchange.codec` carries them between
+programs as they are (integers stay integers); the contract's decimal strings are rendered from
+them at the edges (:mod:`exchange.views`).
 
 Commands change state and go through the durable log; queries only read. The engine answers
 each with a reply (a record or a :class:`Rejection`) and, for commands, a list of events.

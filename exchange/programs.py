@@ -13,6 +13,9 @@ import time
 
 import trio
 
+from exchange import settings
+from exchange.errors import ConfigError
+
 # Python's cyclic collector runs every 700 net allocations and then rescans young objects; a
 # program that allocates a few records per message pays for it in throughput and in pauses of
 # up to ~150 ms once millions of long-lived objects (orders, books) exist. Reference counting
@@ -22,9 +25,15 @@ GC_THRESHOLDS = (100_000, 50, 50)
 
 
 def configure_logging(program: str) -> None:
+    """Log at ``LOG_LEVEL``, each line prefixed with ``program``. It runs before the program
+    loads its settings, so that their errors are logged: a malformed setting leaves the default
+    level here, and the program's own ``settings.load()`` reports it next."""
+    try:
+        level = settings.load().log_level
+    except ConfigError:
+        level = settings.Settings().log_level
     logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
-        format=f"%(asctime)s {program} %(levelname)s %(name)s: %(message)s",
+        level=level, format=f"%(asctime)s {program} %(levelname)s %(name)s: %(message)s"
     )
 
 
@@ -69,7 +78,7 @@ def supervise(command: list[str], count: int, env: dict[str, str], log: logging.
         # passes it on once (a second signal would cut a worker's graceful shutdown short).
         subprocess.Popen(
             command,
-            env={**os.environ, **env},
+            env={**os.environ, **env},  # the whole environment, handed on (no setting read)
             start_new_session=True,
             preexec_fn=_stop_with_parent,
         )

@@ -1,7 +1,10 @@
 """The contract's JSON shapes, rendered from engine records.
 
-Integers of ticks, lots and minor units become exact decimal strings here, and only here; the
-API, the WebSocket server and the events stream all render through these functions.
+Integers of ticks, lots and minor units become exact decimal strings here for orders, balances,
+depth and the engine's events: the API's replies, the Backpack surface (which reshapes these),
+the ws hub's depth snapshots and the engine's outputs (events stream and pub/sub) render through
+these functions. History read from PostgreSQL (:mod:`exchange.db.queries`) and live statistics
+(:mod:`exchange.ws.stats`) are still rendered by their own modules.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Shared fixtures: one throwaway Redis and PostgreSQL in both storage modes per test session.
 
-The servers are private children of the test run (see :mod:`exchange.localservers`) on free
+The servers are private children of the test run (see :mod:`exchange.dev.localservers`) on free
 ports, so tests never touch the machine's own Redis (6379) or PostgreSQL (5432). Each test gets an
 empty Redis (FLUSHALL) and, when it asks for one, a database of its own.
 
@@ -21,7 +21,7 @@ import redis
 import trio
 from psycopg import sql
 
-from exchange.localservers import PostgresServer, RedisServer, timescaledb_installed
+from exchange.dev.localservers import PostgresServer, RedisServer, timescaledb_installed
 from exchange.settings import Settings
 
 STORAGE_MODES = ("plain", "timescaledb")

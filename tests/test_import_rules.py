@@ -86,6 +86,16 @@ RULES = (
         _tree("exchange.db"),
     ),
     Rule(
+        "programs-not-dev",
+        "the programs run without the developer tools (exchange.dev: just up, test servers)",
+        (
+            *_tree("exchange.engine", "exchange.api", "exchange.ws", "exchange.db"),
+            *_tree(*SURFACES),
+            "exchange.programs",
+        ),
+        _tree("exchange.dev"),
+    ),
+    Rule(
         "records-no-transport",
         "records know no transport",
         RECORDS,
@@ -325,12 +335,14 @@ def test_the_rules_cover_the_future_surfaces() -> None:
     assert rules_for("exchange.surfaces.native.rest") == {
         "surface-not-engine",
         "native-not-backpack",
+        "programs-not-dev",
     }
     assert rules_for("exchange.surfaces.backpack.stream") == {
         "surface-not-engine",
         "backpack-not-native",
+        "programs-not-dev",
     }
-    assert rules_for("exchange.surfaces.errors") == {"surface-not-engine"}
+    assert rules_for("exchange.surfaces.errors") == {"surface-not-engine", "programs-not-dev"}
     forbidden_to_native = {p for r in RULES if r.name == "native-not-backpack" for p in r.forbidden}
     assert any(covers(p, "exchange.surfaces.backpack.rest") for p in forbidden_to_native)
     assert not any(covers(p, "exchange.surfaces.errors") for p in forbidden_to_native)

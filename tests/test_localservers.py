@@ -10,7 +10,7 @@ import psycopg
 import pytest
 import redis
 
-from exchange.localservers import PostgresServer, RedisServer, free_port
+from exchange.dev.localservers import PostgresServer, RedisServer, free_port
 
 
 def _alive(pid: int) -> bool:

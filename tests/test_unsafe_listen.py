@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from exchange.dev.localservers import free_port
 from exchange.errors import ConfigError
-from exchange.localservers import free_port
 from exchange.settings import DEV_SECRET_KEY, Settings, is_loopback
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -36,6 +36,7 @@ def observe(route: str, method: str, status: int, elapsed_s: float) -> None:
 
 def render() -> tuple[bytes, str]:
     """The exposition text and its content type."""
+    # prometheus_client's own switch (bin/api sets it for its workers), not one of our settings.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

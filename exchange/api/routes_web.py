@@ -1,8 +1,9 @@
 """The trading page: ``/`` and ``/trade/<MARKET>`` serve its HTML, ``/static/…`` its files, and
 ``GET /api/v1/config`` tells it where the WebSocket server is and which auth mode is on.
 
-The page's files live in ``exchange/web/static`` (the chart library is vendored there by
-:mod:`exchange.webassets`); they go through Quart, which is plenty for a handful of files.
+The page's files live in ``exchange/web/static`` (:mod:`exchange.web`; its chart library is
+vendored there by a developer tool, :mod:`exchange.dev.webassets`, which this program never runs);
+they go through Quart, which is plenty for a handful of files.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from quart import Quart, Response, send_from_directory
 from exchange.surfaces.http import Req
 from exchange.surfaces.params import check_params
 from exchange.surfaces.state import Api
-from exchange.webassets import STATIC
+from exchange.web import STATIC
 
 # Module scripts must be served as JavaScript (Python 3.11's table does not know .mjs).
 mimetypes.add_type("text/javascript", ".mjs")

@@ -59,8 +59,6 @@ def main() -> int:
     try:
         settings = settings_module.load()
         settings.check_listen(settings.api_host)
-        if settings.api_workers < 1:
-            raise ConfigError("API_WORKERS must be at least 1")
     except ConfigError as exc:
         print(f"api: {exc}", file=sys.stderr)
         return 2
@@ -80,6 +78,8 @@ def main() -> int:
     from hypercorn.run import run
 
     # Workers write metrics to files here so /metrics can sum them (see exchange.api.metrics).
+    # PROMETHEUS_MULTIPROC_DIR is prometheus_client's own protocol, read by the library in
+    # each worker, not one of our settings: the environment is how it reaches the workers.
     with tempfile.TemporaryDirectory(prefix="exchange-api-metrics-") as metrics_dir:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
         return run(config)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -28,7 +27,8 @@ from exchange.errors import ConfigError, ExchangeError
 
 log = logging.getLogger(__name__)
 
-# The repository's migrations; EXCHANGE_MIGRATIONS_DIR overrides (an installed copy, tests).
+# The repository's migrations; EXCHANGE_MIGRATIONS_DIR (Settings.migrations_dir) overrides
+# (an installed copy, tests).
 DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "sql" / "migrations"
 _NAME_DIGITS = 4
 
@@ -48,7 +48,7 @@ class Migration:
 
 
 def migrations_dir() -> Path:
-    return Path(os.environ.get("EXCHANGE_MIGRATIONS_DIR") or DEFAULT_MIGRATIONS_DIR)
+    return Path(settings_module.load().migrations_dir or DEFAULT_MIGRATIONS_DIR)
 
 
 def load_migrations(directory: Path | None = None) -> list[Migration]:

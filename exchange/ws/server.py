@@ -14,7 +14,6 @@ per round), so capacity grows by adding processes.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import sys
 
@@ -44,8 +43,8 @@ from exchange.ws.session import Limits
 log = logging.getLogger("exchange.ws")
 
 PATHS = ("/", "/ws")
-_WORKER_ENV = "EXCHANGE_WS_WORKER"  # set in the processes main() supervises
-_WORKER_MAIN = "import sys; from exchange.ws.server import main; sys.exit(main())"
+# A worker is told so by its command line (never by the environment, which holds settings).
+_WORKER_MAIN = "import sys; from exchange.ws.server import main; sys.exit(main(worker=True))"
 BACKPACK_PATHS = ("/backpack", "/backpack/")
 
 
@@ -177,7 +176,8 @@ async def _main(settings: settings_module.Settings) -> None:
         await nursery.start(run, settings)
 
 
-def main() -> int:
+def main(*, worker: bool = False) -> int:
+    """``bin/ws``; with ``WS_WORKERS`` > 1, it supervises that many ``worker`` processes."""
     configure_logging("ws")
     try:
         settings = settings_module.load()
@@ -186,12 +186,12 @@ def main() -> int:
     except ConfigError as exc:
         print(f"ws: {exc}", file=sys.stderr)
         return 2
-    if settings.ws_workers > 1 and not os.environ.get(_WORKER_ENV):
+    if settings.ws_workers > 1 and not worker:
         if settings.ws_port == 0:
             print("ws: WS_WORKERS > 1 needs a fixed WS_PORT", file=sys.stderr)
             return 2
         # Each worker is a whole server (its own Redis subscriptions, hub and depth gates).
-        worker = [sys.executable, "-c", _WORKER_MAIN]
-        return supervise(worker, settings.ws_workers, {_WORKER_ENV: "1"}, log)
+        command = [sys.executable, "-c", _WORKER_MAIN]
+        return supervise(command, settings.ws_workers, {}, log)
     trio.run(_main, settings)
     return 0

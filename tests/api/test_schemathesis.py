@@ -28,8 +28,8 @@ from schemathesis.specs.openapi.checks import (
 
 from exchange.api.app import create_app
 from exchange.db import writer as db_writer
+from exchange.dev.localservers import free_port
 from exchange.engine import service as engine_service
-from exchange.localservers import free_port
 from exchange.settings import Settings
 from tests.api.conftest import ADMIN_TOKEN
 

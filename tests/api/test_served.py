@@ -12,7 +12,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from exchange.api.app import create_app
-from exchange.localservers import free_port
+from exchange.dev.localservers import free_port
 from tests.api.conftest import ADMIN_TOKEN, Stack
 
 # The seed README's three requests, verbatim but for the port.

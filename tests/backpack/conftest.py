@@ -29,7 +29,7 @@ from hypercorn.trio import serve
 
 from exchange.api.app import create_app
 from exchange.db import writer as db_writer
-from exchange.localservers import free_port
+from exchange.dev.localservers import free_port
 from exchange.settings import Settings
 from exchange.ws import server as ws_server
 

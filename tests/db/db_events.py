@@ -1,6 +1,6 @@
 """Realistic events-stream entries for the db tests and benchmark, made by the real engine.
 
-A seeded :class:`~exchange.testing.flow.Flow` makes the commands; a fresh engine applies them
+A seeded :class:`~exchange.dev.flow.Flow` makes the commands; a fresh engine applies them
 with the flow's stamps, and every ``batch_commands`` commands become one entry, as the engine
 service writes them: field ``events`` = JSON array of ``event_json`` dicts plus ``seq``.
 """
@@ -15,9 +15,9 @@ import orjson
 import redis
 
 from exchange import bus
+from exchange.dev.flow import Flow, Mix, stamp
 from exchange.engine.core import Engine
 from exchange.markets import MarketConfig
-from exchange.testing.flow import Flow, Mix, stamp
 from exchange.views import event_json
 
 # More crossing orders than the default mix: more trades per command.

@@ -12,8 +12,8 @@ from db_events import EventLog, make_events
 from exchange.db import writer
 from exchange.db.queries import HistoryQueries, percent_change
 from exchange.db.rows import decode_entry, merge
+from exchange.dev.localservers import free_port
 from exchange.errors import ServiceUnavailable
-from exchange.localservers import free_port
 from exchange.markets import MarketConfig
 
 CLOSED = {"filled", "cancelled", "expired", "rejected"}

@@ -30,7 +30,7 @@ import psycopg
 import pytest
 
 from exchange.db.migrate import migrate
-from exchange.localservers import PostgresServer, free_port
+from exchange.dev.localservers import PostgresServer, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from exchange import bus
 from exchange.db import writer
 from exchange.db.migrate import migrate
 from exchange.db.queries import HistoryQueries
-from exchange.localservers import PostgresServer
+from exchange.dev.localservers import PostgresServer
 from exchange.markets import MarketConfig
 from exchange.settings import Settings
 

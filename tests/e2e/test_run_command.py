@@ -19,7 +19,7 @@ import psycopg
 import pytest
 import redis
 
-from exchange.localservers import free_port
+from exchange.dev.localservers import free_port
 
 from .helpers import (
     ROOT,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from exchange.localservers import free_port
+from exchange.dev.localservers import free_port
 from exchange.surfaces.native import signing
 
 from .helpers import ROOT, Up, clean_env, eventually, request, stack_state

@@ -7,10 +7,10 @@ from collections import Counter
 from engine_harness import Harness
 
 from exchange import codec
+from exchange.dev.flow import Flow, Mix, stamp
 from exchange.engine import snapshot
 from exchange.markets import load_config
 from exchange.models import CancelOrder, Deposit, OrderType, PlaceOrder, Rejection, TimeInForce
-from exchange.testing.flow import Flow, Mix, stamp
 
 COMMANDS = 5_000
 

@@ -16,8 +16,8 @@ from exchange.bus import (
     parse_id,
     user_channel,
 )
+from exchange.dev.localservers import free_port
 from exchange.errors import ServiceUnavailable
-from exchange.localservers import free_port
 
 
 def test_names_and_ids():

@@ -7,10 +7,10 @@ import redis
 import trio
 
 from exchange.bus import FLUSHED_KEY
+from exchange.dev.localservers import RedisServer
 from exchange.engine import service as engine_service
 from exchange.errors import EngineTimeout, ServiceUnavailable
 from exchange.gateway import open_gateway
-from exchange.localservers import RedisServer
 from exchange.markets import load_config
 from exchange.models import Deposit, GetBalances
 from exchange.settings import Settings

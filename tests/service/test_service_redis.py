@@ -24,6 +24,7 @@ from exchange.bus import (
     snapshot_key,
     user_channel,
 )
+from exchange.dev.flow import Flow
 from exchange.engine import service as engine_service
 from exchange.engine.service import EngineService, RedisLog, UnrecoverableLog
 from exchange.engine.snapshot import loads, state_hash
@@ -47,7 +48,6 @@ from exchange.models import (
     Side,
 )
 from exchange.settings import Settings
-from exchange.testing.flow import Flow
 
 from .helpers import push_commands, read_events, read_log, reference_from_log
 

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import redis
 
-from exchange import webassets
-from exchange.localservers import PostgresServer, RedisServer, free_port
+from exchange.dev import webassets
+from exchange.dev.localservers import PostgresServer, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"

@@ -15,11 +15,11 @@ from ws_helpers import CONFIG, Client, connect, ws_server
 
 from exchange.api.app import create_app
 from exchange.db import writer as db_writer
+from exchange.dev.flow import Flow
 from exchange.engine import service as engine_service
 from exchange.gateway import open_gateway
 from exchange.models import Deposit, GetDepth, OrderView, PlaceOrder, Side
 from exchange.settings import Settings
-from exchange.testing.flow import Flow
 from exchange.views import depth_json
 
 MARKET = "TATA_INR"

@@ -19,12 +19,12 @@ from exchange.bus import market_channel
 from exchange.db import writer as db_writer
 from exchange.db.migrate import migrate
 from exchange.db.queries import HistoryQueries, open_history_reader
+from exchange.dev.flow import Flow
 from exchange.engine import service as engine_service
 from exchange.gateway import open_gateway
 from exchange.models import Deposit, GetDepth, OrderView, PlaceOrder, Side, TradeExecuted
 from exchange.settings import Settings
 from exchange.surfaces.native.ws_topics import NativeTopics
-from exchange.testing.flow import Flow
 from exchange.ws.hub import Hub
 from exchange.ws.seed import seed_statistics
 

@@ -16,7 +16,7 @@ import trio
 from ws_helpers import connect, numsub, publish_market, wait_numsub
 
 from exchange.bus import market_channel
-from exchange.localservers import free_port
+from exchange.dev.localservers import free_port
 from exchange.models import Side, TradeExecuted
 
 ROOT = Path(__file__).resolve().parents[2]

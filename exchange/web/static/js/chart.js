@@ -1,4 +1,4 @@
-// Candles and volume with lightweight-charts (vendored from npm by exchange.webassets):
+// Candles and volume with lightweight-charts (vendored from npm by exchange.dev.webassets):
 // history from /api/v1/klines, then the current bucket live from kline_<I>@<M>.
 
 import {

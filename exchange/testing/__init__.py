@@ -1,1 +1,0 @@
-"""Tools for tests and benchmarks (never imported by the programs themselves)."""
