@@ -23,6 +23,15 @@ Guarantees, and why:
   retried on a new one (:mod:`exchange.db.pg`), so the writer never hangs on it.
 - *The stream stays short.* Entries every consumer group is done with are trimmed (XTRIM
   MINID) every :data:`TRIM_INTERVAL_S`; the engine leaves that to the writer.
+- *Candles are settled in bulk.* Trades written behind a continuous aggregate's horizon (a
+  backlog, late trades) show in the candles once their buckets are refreshed (``settle_candles``
+  in ``sql/migrations/0004_*``), which costs a refresh of each aggregate, re-aggregating whole
+  buckets. So the writer settles the time range of every batch committed since the last settle:
+  at once when it has caught up with the stream (a batch shorter than ``db_read_count``), and
+  otherwise at most every :data:`SETTLE_INTERVAL_S` (or when no batch follows within it). While
+  the writer is behind, history is behind anyway: candles of a backlog trail its trades by at
+  most that interval. A writer stopped between a commit and its settle leaves those buckets to
+  the refresh policies, which re-materialize every invalidated range on their schedule.
 - *Bad data does not block.* An entry that cannot be decoded, or whose rows PostgreSQL refuses
   on their own (bad values, violated constraints), is copied to :data:`DEAD_LETTER_STREAM` with
   the error and acknowledged; the rest of its batch is written.
@@ -35,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import Iterator
 
@@ -64,6 +74,8 @@ STATS_LOG_INTERVAL_S = 10.0
 # How often acknowledged entries are trimmed from the events stream (the engine leaves that to
 # us: it cannot know what has been written).
 TRIM_INTERVAL_S = 1.0
+# While draining a backlog, candles are settled at most this often (see the module doc).
+SETTLE_INTERVAL_S = 1.0
 # (The writer makes millions of short-lived objects a minute; with the default collector
 # thresholds rescanning them was more than half of the decoding CPU: see exchange.programs.)
 # Errors that blame the rows (bad values, violated constraints): their entries are dead-lettered.
@@ -82,17 +94,40 @@ class WriterStats:
     orders: int = 0  # order states upserted (newest per order per batch)
     dead: int = 0  # entries sent to the dead-letter stream
     trimmed: int = 0  # entries removed from the events stream once written
+    settles: int = 0  # settle_candles calls (one per drained backlog, or per SETTLE_INTERVAL_S)
 
 
 @attrs.frozen
 class Batch:
     """Entries read together, decoded: each entry's rows, all of them merged for one
-    transaction, and the entries that cannot be decoded (``bad``)."""
+    transaction, and the entries that cannot be decoded (``bad``). ``caught_up``: the read
+    returned fewer entries than it asked for, so nothing more was waiting."""
 
     ids: list[bytes]
     rows: list[tuple[bytes, dict, EntryRows]]
     merged: EntryRows
     bad: list[tuple[bytes, dict | None, str]]
+    caught_up: bool = False
+
+
+@attrs.define
+class Unsettled:
+    """The time range of the committed trades whose candles are not settled yet, and when the
+    first of them was committed (trio time)."""
+
+    oldest_ms: int = 0
+    newest_ms: int = 0
+    since: float | None = None
+
+    def add(self, rows: EntryRows, now: float) -> None:
+        span = trade_span(rows)
+        if span is None:
+            return
+        if self.since is None:
+            self.oldest_ms, self.newest_ms, self.since = *span, now
+        else:
+            self.oldest_ms = min(self.oldest_ms, span[0])
+            self.newest_ms = max(self.newest_ms, span[1])
 
 
 def prepare_connection(conn: psycopg.Connection) -> None:
@@ -102,9 +137,25 @@ def prepare_connection(conn: psycopg.Connection) -> None:
 
 
 def write_rows(conn: psycopg.Connection, rows: EntryRows) -> None:
-    """One transaction: COPY into the staging tables, then one upsert per table; then the
-    candles of trades written into the past are settled (see ``settle_candles`` in
-    ``sql/migrations/0004_*``; it needs ``conn`` in autocommit, outside a transaction)."""
+    """:func:`copy_rows`, then the candles of its trades settled: once it returns, klines show
+    every trade written (``conn`` in autocommit, as :func:`settle_candles` needs)."""
+    copy_rows(conn, rows)
+    span = trade_span(rows)
+    if span is not None:
+        settle_candles(conn, *span)
+
+
+def trade_span(rows: EntryRows) -> tuple[int, int] | None:
+    """The oldest and newest millisecond times of ``rows``' trades (None without trades)."""
+    if not rows.trades:
+        return None
+    times = [row[_TRADE_TS] for row in rows.trades]
+    return min(times), max(times)
+
+
+def copy_rows(conn: psycopg.Connection, rows: EntryRows) -> None:
+    """One transaction: COPY into the staging tables, then one upsert per table. Trades written
+    behind a candle horizon show in the klines once settled (:func:`settle_candles`)."""
     with conn.transaction(), conn.cursor() as cur:
         if rows.trades:
             with cur.copy(statements.COPY_TRADES) as copy:
@@ -116,9 +167,6 @@ def write_rows(conn: psycopg.Connection, rows: EntryRows) -> None:
                 for row in rows.orders:
                     copy.write_row(row)
             cur.execute(statements.UPSERT_ORDERS)
-    if rows.trades:
-        times = [row[_TRADE_TS] for row in rows.trades]
-        settle_candles(conn, min(times), max(times))
 
 
 def settle_candles(conn: psycopg.Connection, oldest_ms: int, newest_ms: int) -> None:
@@ -141,7 +189,7 @@ def settle_candles(conn: psycopg.Connection, oldest_ms: int, newest_ms: int) -> 
             time.sleep(delay)
 
 
-def _decode(entries: list) -> Batch:
+def _decode(entries: list, asked: int) -> Batch:
     ids: list[bytes] = []
     good: list[tuple[bytes, dict, EntryRows]] = []
     bad: list[tuple[bytes, dict | None, str]] = []
@@ -155,7 +203,8 @@ def _decode(entries: list) -> Batch:
             good.append((entry_id, fields, decode_entry(fields)))
         except BadEntry as exc:
             bad.append((entry_id, fields, str(exc)))
-    return Batch(ids, good, merge(rows for _, _, rows in good), bad)
+    merged = merge(rows for _, _, rows in good)
+    return Batch(ids, good, merged, bad, caught_up=len(entries) < asked)
 
 
 def _delays() -> Iterator[float]:
@@ -181,6 +230,7 @@ class EventWriter:
         self.claim_idle_ms = int(claim_idle_s * 1000)
         self.stats = WriterStats()
         self._in_flight = 0  # entries read and not yet acknowledged
+        self._unsettled = Unsettled()
 
     # --- Redis --------------------------------------------------------------------------------
 
@@ -210,7 +260,7 @@ class EventWriter:
                 count=self.read_count,
                 block=READ_BLOCK_MS if start == ">" else None,
             )
-            return _decode(reply[0][1] if reply else [])
+            return _decode(reply[0][1] if reply else [], self.read_count)
 
         while True:
             try:
@@ -235,7 +285,7 @@ class EventWriter:
                 start_id=cursor,
                 count=self.read_count,
             )
-            return reply[0], _decode(reply[1])
+            return reply[0], _decode(reply[1], self.read_count)
 
         return await self.redis.call(claim_and_decode)
 
@@ -346,7 +396,16 @@ class EventWriter:
     async def _writer(self, receive: trio.MemoryReceiveChannel[Batch]) -> None:
         last_log, logged = trio.current_time(), attrs.evolve(self.stats)
         async with receive:
-            async for batch in receive:
+            while True:
+                batch = None
+                with trio.move_on_at(self._settle_due()):
+                    try:
+                        batch = await receive.receive()
+                    except trio.EndOfChannel:
+                        return
+                if batch is None:  # no batch followed within SETTLE_INTERVAL_S
+                    await self._settle()
+                    continue
                 await self._write_batch(batch)
                 now = trio.current_time()
                 if now - last_log >= STATS_LOG_INTERVAL_S:
@@ -358,6 +417,20 @@ class EventWriter:
                         now - last_log,
                     )
                     last_log, logged = now, attrs.evolve(self.stats)
+
+    def _settle_due(self) -> float:
+        since = self._unsettled.since
+        return math.inf if since is None else since + SETTLE_INTERVAL_S
+
+    async def _settle(self) -> None:
+        """Settle the candles of every trade committed since the last settle."""
+        pending, self._unsettled = self._unsettled, Unsettled()
+        if pending.since is None:
+            return
+        await self._retrying_db(
+            "settle candles", settle_candles, pending.oldest_ms, pending.newest_ms
+        )
+        self.stats.settles += 1
 
     async def _write_batch(self, batch: Batch) -> None:
         rows = batch.merged
@@ -371,6 +444,11 @@ class EventWriter:
                     "batch refused (%s); writing its %d entries one by one", exc, len(batch.rows)
                 )
                 bad.extend(await self._write_singly(batch))
+        # Settled before the acknowledgement when caught up: an acknowledged entry is then
+        # in the klines too, unless more entries were waiting behind it.
+        self._unsettled.add(rows, trio.current_time())
+        if batch.caught_up or trio.current_time() >= self._settle_due():
+            await self._settle()
         done = {entry_id for entry_id, _, _ in bad}
         ids = [entry_id for entry_id in batch.ids if entry_id not in done]
         if bad:
@@ -383,18 +461,23 @@ class EventWriter:
         self.stats.orders += len(rows.orders)
 
     async def _commit(self, rows: EntryRows) -> None:
+        await self._retrying_db("write batch", copy_rows, rows)
+
+    async def _retrying_db(self, what: str, fn, *args) -> None:
+        """``fn(conn, *args)`` on the writer's connection, retried while PostgreSQL is
+        unavailable."""
         delays = None
         while True:
             try:
                 # The thread finishes the transaction even if we are cancelled meanwhile.
-                await self.db.run(write_rows, rows)
+                await self.db.run(fn, *args)
                 if delays is not None:
-                    log.info("PostgreSQL is back; batch written")
+                    log.info("PostgreSQL is back (%s)", what)
                 return
             except ServiceUnavailable as exc:
                 delays = delays or _delays()
                 delay = next(delays)
-                log.warning("cannot write batch (%s); retrying in %.2fs", exc, delay)
+                log.warning("cannot %s (%s); retrying in %.2fs", what, exc, delay)
                 await trio.sleep(delay)
 
     async def _write_singly(self, batch: Batch) -> list[tuple[bytes, dict | None, str]]:

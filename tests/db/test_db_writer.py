@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from exchange import bus
 from exchange.db import writer
 from exchange.db.migrate import migrate
 from exchange.db.queries import HistoryQueries
+from exchange.db.statements import CANDLE_TABLES
 from exchange.localservers import PostgresServer
 from exchange.markets import MarketConfig
 from exchange.settings import Settings
@@ -104,6 +106,39 @@ async def test_events_are_written(writer_settings: Settings, events: EventLog) -
     assert stats.entries == len(events.entries)
     assert stats.dead == 0
     await assert_tables_equal_events(writer_settings.database_url, events)
+
+
+def candle_totals(url: str, table: str) -> dict[str, tuple[int, Decimal]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            f"SELECT market, sum(trade_count), sum(volume) FROM {table} GROUP BY market"
+        )
+        return {market: (int(count), total) for market, count, total in rows}
+
+
+async def test_a_past_dated_backlog_settles_its_candles_in_bulk(
+    writer_settings: Settings, config: MarketConfig
+) -> None:
+    """Dozens of batches of trades from the past (behind every candle horizon) cost about one
+    candles settle a second, not one each, and the candles then hold every trade."""
+    log = make_events(config, seed=12, commands=1500, batch_commands=5, users=20)
+    xadd_entries(_redis(writer_settings), log.entries)
+    batches = len(log.entries) / writer_settings.db_read_count
+    url = writer_settings.database_url
+
+    def settled() -> bool:
+        return all(candle_totals(url, table) == log.trade_totals() for table in CANDLE_TABLES)
+
+    async with trio.open_nursery() as nursery:
+        started = time.monotonic()
+        stats = await nursery.start(writer.run, writer_settings)
+        await _wait_for(lambda: _drained(writer_settings), "drained")
+        elapsed = time.monotonic() - started
+        # (A last batch as long as db_read_count is settled once no batch follows it.)
+        await _wait_for(lambda: stats.settles and settled(), "every trade in the candles")
+        nursery.cancel_scope.cancel()
+    assert batches > 30
+    assert 1 <= stats.settles <= elapsed / writer.SETTLE_INTERVAL_S + 2 < batches
 
 
 async def test_same_events_twice_give_one_row_each(
