@@ -289,7 +289,8 @@ def _klines_statement(
     except KeyError:
         raise ValueError(f"unknown kline interval {interval!r}") from None
     direction = "ASC" if start_time is not None else "DESC"
-    return statements.KLINES[(table, direction)], {
+    rolled_up = statements.KLINES if per_bucket > 1 else statements.CANDLES
+    return rolled_up[(table, direction)], {
         "market": market,
         "width": width,
         "start": None if start_time is None else _utc(start_time),
