@@ -90,7 +90,7 @@ class Settings:
     )
     db_read_count: int = 32  # events-stream entries (engine batches) per transaction
     db_claim_idle_s: float = 30.0  # take over another consumer's entries pending this long
-    # PostgreSQL deadlines (see exchange.db.pg): a call that takes longer is cut off at the socket
+    # PostgreSQL deadlines (see exchange.history.pg): a call that takes longer is cut off at the socket
     db_connect_timeout_s: int = 2  # libpq connect_timeout (whole seconds, at least 2)
     db_query_timeout_s: float = 2.0  # a history read, waiting for a connection included; then 503
     db_write_timeout_s: float = 30.0  # one writer transaction; then a new connection and a retry

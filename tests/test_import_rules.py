@@ -131,10 +131,6 @@ KNOWN_VIOLATIONS: set[tuple[str, str, str]] = {
     ("surface-not-engine", "exchange.backpack.rest", "exchange.engine.*"),
     ("surface-not-engine", "exchange.surfaces.backpack.ws_stream", "exchange.engine.*"),
     ("surface-not-engine", "exchange.backpack.translate", "exchange.engine.*"),
-    # ws/seed.py imports db.queries (ws/server.py through seed)
-    ("ws-not-db", "exchange.ws", "exchange.db.*"),
-    ("ws-not-db", "exchange.ws.seed", "exchange.db.*"),
-    ("ws-not-db", "exchange.ws.server", "exchange.db.*"),
     # backpack/ imports api.common internals and api.parsing
     ("backpack-not-native", "exchange.surfaces.backpack.ws_connection", "exchange.api.*"),
     ("backpack-not-native", "exchange.backpack.rest", "exchange.api.*"),

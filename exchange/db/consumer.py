@@ -1,4 +1,4 @@
-"""The db writer (``bin/db``): the engine's events stream, made permanent in PostgreSQL.
+"""The db writer's consumer of the engine's events stream: read, write, acknowledge.
 
 Two tasks joined by a one-slot channel, so reading the next batch overlaps writing this one::
 
@@ -15,12 +15,12 @@ Guarantees, and why:
   ``db_claim_idle_s`` (at start and whenever our own pipeline is empty, so we never steal back
   entries we are still writing).
 - *Nothing is doubled.* Every write is an upsert keyed by engine ids (see
-  :mod:`exchange.db.statements`): a redelivered entry, or the engine replaying its log after a
+  :mod:`exchange.history.statements`): a redelivered entry, or the engine replaying its log after a
   restart, changes nothing.
 - *Outages wait.* If PostgreSQL or Redis is down, the batch in hand is retried with back-off
   until it goes through; new events wait in Redis meanwhile. A connection that stops answering
   (a stopped server, a cut network) is given up after ``db_write_timeout_s`` and the batch
-  retried on a new one (:mod:`exchange.db.pg`), so the writer never hangs on it.
+  retried on a new one (:mod:`exchange.history.pg`), so the writer never hangs on it.
 - *The stream stays short.* Entries every consumer group is done with are trimmed (XTRIM
   MINID) every :data:`TRIM_INTERVAL_S`; the engine leaves that to the writer.
 - *Candles are settled in bulk.* Trades written behind a continuous aggregate's horizon (a
@@ -42,11 +42,8 @@ between writers that run at once.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-import time
-from collections.abc import Iterator
 
 import attrs
 import psycopg
@@ -54,13 +51,10 @@ import redis
 import trio
 
 from exchange import bus
-from exchange import settings as settings_module
-from exchange.db import archival, pg, statements
-from exchange.db.migrate import migrate, storage_mode
+from exchange.db.copy_batch import copy_rows, retry_delays, settle_candles, trade_span
 from exchange.db.rows import BadEntry, EntryRows, decode_entry, merge
-from exchange.errors import ConfigError, ServiceUnavailable
-from exchange.programs import cancel_on_stop_signal, configure_logging, tune_gc
-from exchange.settings import Settings
+from exchange.errors import ServiceUnavailable
+from exchange.history import pg
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +75,6 @@ SETTLE_INTERVAL_S = 1.0
 # Errors that blame the rows (bad values, violated constraints): their entries are dead-lettered.
 # Any other database error is a bug or a broken schema, and stops the writer instead.
 _REFUSED_DATA = (psycopg.DataError, psycopg.IntegrityError)
-# Position of the millisecond time in a trade row (trades_staging's column order).
-_TRADE_TS = 1
 
 
 @attrs.define
@@ -130,65 +122,6 @@ class Unsettled:
             self.newest_ms = max(self.newest_ms, span[1])
 
 
-def prepare_connection(conn: psycopg.Connection) -> None:
-    """Create the session's staging tables (once per connection, before :func:`write_rows`)."""
-    for statement in statements.CREATE_STAGING:
-        conn.execute(statement)
-
-
-def write_rows(conn: psycopg.Connection, rows: EntryRows) -> None:
-    """:func:`copy_rows`, then the candles of its trades settled: once it returns, klines show
-    every trade written (``conn`` in autocommit, as :func:`settle_candles` needs)."""
-    copy_rows(conn, rows)
-    span = trade_span(rows)
-    if span is not None:
-        settle_candles(conn, *span)
-
-
-def trade_span(rows: EntryRows) -> tuple[int, int] | None:
-    """The oldest and newest millisecond times of ``rows``' trades (None without trades)."""
-    if not rows.trades:
-        return None
-    times = [row[_TRADE_TS] for row in rows.trades]
-    return min(times), max(times)
-
-
-def copy_rows(conn: psycopg.Connection, rows: EntryRows) -> None:
-    """One transaction: COPY into the staging tables, then one upsert per table. Trades written
-    behind a candle horizon show in the klines once settled (:func:`settle_candles`)."""
-    with conn.transaction(), conn.cursor() as cur:
-        if rows.trades:
-            with cur.copy(statements.COPY_TRADES) as copy:
-                for row in rows.trades:
-                    copy.write_row(row)
-            cur.execute(statements.INSERT_TRADES)
-        if rows.orders:
-            with cur.copy(statements.COPY_ORDERS) as copy:
-                for row in rows.orders:
-                    copy.write_row(row)
-            cur.execute(statements.UPSERT_ORDERS)
-
-
-def settle_candles(conn: psycopg.Connection, oldest_ms: int, newest_ms: int) -> None:
-    """Make trades written between ``oldest_ms`` and ``newest_ms`` show in the candles (a
-    no-op unless some are older than a continuous aggregate's horizon).
-
-    TimescaleDB refuses a refresh that overlaps one in progress (a refresh policy's, another
-    writer's) rather than waiting for it; ours is retried until that one is done, since it may
-    not have seen our trades.
-    """
-    params = {"oldest_ms": oldest_ms, "newest_ms": newest_ms}
-    delays = _delays()
-    while True:
-        try:
-            conn.execute(statements.SETTLE_CANDLES, params)
-            return
-        except psycopg.errors.LockNotAvailable as exc:
-            delay = next(delays)
-            log.debug("candles refresh waits for a concurrent one (%s); %.2fs", exc, delay)
-            time.sleep(delay)
-
-
 def _decode(entries: list, asked: int) -> Batch:
     ids: list[bytes] = []
     good: list[tuple[bytes, dict, EntryRows]] = []
@@ -205,10 +138,6 @@ def _decode(entries: list, asked: int) -> Batch:
             bad.append((entry_id, fields, str(exc)))
     merged = merge(rows for _, _, rows in good)
     return Batch(ids, good, merged, bad, caught_up=len(entries) < asked)
-
-
-def _delays() -> Iterator[float]:
-    return bus.backoff_delays(first_s=0.05, max_s=2.0)
 
 
 class EventWriter:
@@ -356,7 +285,7 @@ class EventWriter:
             # Our own entries left pending by a previous run of this consumer.
             cursor = "0"
             while True:
-                batch = await _retrying("read pending events", self._read, cursor)
+                batch = await retrying("read pending events", self._read, cursor)
                 if not batch.ids:
                     break
                 cursor = batch.ids[-1]
@@ -366,7 +295,7 @@ class EventWriter:
                 if self._in_flight == 0 and trio.current_time() >= claim_due:
                     await self._claim_all(send)
                     claim_due = trio.current_time() + max(self.claim_idle_ms / 1000, 1.0)
-                batch = await _retrying("read events", self._read, ">")
+                batch = await retrying("read events", self._read, ">")
                 if batch.ids:
                     await self._hand_over(send, batch)
 
@@ -382,7 +311,7 @@ class EventWriter:
         """Take over every entry another consumer has left idle, a page at a time."""
         cursor: bytes | str = "0-0"
         while True:
-            cursor, batch = await _retrying("claim events", self._claim, cursor)
+            cursor, batch = await retrying("claim events", self._claim, cursor)
             if batch.ids:
                 log.info("claimed %d events entries left by another consumer", len(batch.ids))
                 await self._hand_over(send, batch)
@@ -475,7 +404,7 @@ class EventWriter:
                     log.info("PostgreSQL is back (%s)", what)
                 return
             except ServiceUnavailable as exc:
-                delays = delays or _delays()
+                delays = delays or retry_delays()
                 delay = next(delays)
                 log.warning("cannot %s (%s); retrying in %.2fs", what, exc, delay)
                 await trio.sleep(delay)
@@ -490,7 +419,7 @@ class EventWriter:
         return refused
 
 
-async def _retrying(what: str, fn, *args):
+async def retrying(what: str, fn, *args):
     """``await fn(*args)``, retried with back-off while Redis is unavailable."""
     delays = None
     while True:
@@ -500,7 +429,7 @@ async def _retrying(what: str, fn, *args):
                 log.info("Redis is back (%s)", what)
             return result
         except ServiceUnavailable as exc:
-            delays = delays or _delays()
+            delays = delays or retry_delays()
             delay = next(delays)
             log.warning("cannot %s (%s); retrying in %.2fs", what, exc, delay)
             await trio.sleep(delay)
@@ -519,87 +448,4 @@ async def _finish(what: str, fn, *args) -> None:
             return
         except ServiceUnavailable:
             pass
-    await _retrying(what, fn, *args)
-
-
-async def _migrate(database_url: str) -> str:
-    """Apply pending migrations, waiting for PostgreSQL if it is not up yet; return the mode."""
-    delays = _delays()
-    while True:
-        try:
-            applied = await trio.to_thread.run_sync(migrate, database_url)
-            mode = await trio.to_thread.run_sync(storage_mode, database_url)
-        except psycopg.OperationalError as exc:
-            delay = next(delays)
-            log.warning("PostgreSQL not reachable (%s); retrying in %.2fs", exc, delay)
-            await trio.sleep(delay)
-            continue
-        if applied:
-            log.info("applied migrations: %s", ", ".join(applied))
-        return mode
-
-
-async def run(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Migrate, then write events until cancelled. ``task_status.started(stats)`` once consuming."""
-    mode = await _migrate(settings.database_url)
-    log.info("storage: %s", mode if mode != "postgresql" else "plain PostgreSQL (no TimescaleDB)")
-    archived = await trio.to_thread.run_sync(
-        functools.partial(
-            archival.configure,
-            settings.database_url,
-            settings,
-            timescaledb=mode.startswith("timescaledb"),
-        )
-    )
-    log.info("history archival: %s", archived.describe())
-    redis_bridge = bus.RedisBridge(settings.redis_url, max_threads=2)
-    db = pg.DedicatedConnection(
-        settings.database_url,
-        timeout_s=settings.db_write_timeout_s,
-        connect_timeout_s=settings.db_connect_timeout_s,
-        application="exchange-db-writer",
-        setup=prepare_connection,
-    )
-    writer = EventWriter(
-        redis_bridge,
-        db,
-        consumer=settings.db_consumer,
-        read_count=settings.db_read_count,
-        claim_idle_s=settings.db_claim_idle_s,
-    )
-    try:
-        await _retrying("create the consumer group", writer.ensure_group)
-        log.info("consuming %s as %s/%s", bus.EVENT_STREAM, EVENTS_GROUP, settings.db_consumer)
-        task_status.started(writer.stats)
-        await writer.run()
-    finally:
-        with trio.CancelScope(shield=True):
-            await db.aclose()
-            redis_bridge.close()
-
-
-async def serve(settings: Settings) -> None:
-    """Run the writer until SIGINT or SIGTERM, then stop cleanly."""
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(cancel_on_stop_signal, nursery.cancel_scope, log)
-        started = time.monotonic()
-        await nursery.start(run, settings)
-        log.info("db writer ready in %.2fs", time.monotonic() - started)
-
-
-def main() -> int:
-    """``bin/db``: settings from the environment, then :func:`serve`. Returns the exit code."""
-    configure_logging("db")
-    try:
-        config = settings_module.load()
-    except ConfigError as exc:
-        log.error("bad configuration: %s", exc)
-        return 2
-    tune_gc()
-    code = 0
-    try:
-        trio.run(serve, config)
-    except* ConfigError as group:  # archival settings, checked once the storage mode is known
-        log.error("bad configuration: %s", group.exceptions[0])
-        code = 2
-    return code
+    await retrying(what, fn, *args)

@@ -126,7 +126,7 @@ LIMIT %(limit)s
 # Klines roll candles of one table up into buckets of %(width)s. The inner scan reads at most
 # %(rows)s candles, in the direction of the wanted buckets: a bucket holds at most width/source
 # candles, so limit * width/source candles contain the first `limit` buckets whole (see
-# exchange.db.queries). Bounds are NULL when absent.
+# exchange.history.queries). Bounds are NULL when absent.
 _KLINES = """
 SELECT time_bucket(%(width)s, bucket) AS start,
        (array_agg(open ORDER BY first_id))[1] AS open,
@@ -152,7 +152,7 @@ LIMIT %(limit)s
 
 # Klines as wide as the candles (1m, 1h, 1d) are the candles themselves: no roll-up, and the
 # scan stops after %(limit)s (on a plain table in index order; a continuous aggregate sorts
-# the candles of the narrowed range, see exchange.db.queries).
+# the candles of the narrowed range, see exchange.history.queries).
 _CANDLES = """
 SELECT bucket AS start, open, high, low, close, volume, quote_volume, trade_count AS trades
 FROM {table}
