@@ -43,14 +43,14 @@ sys.path.insert(0, str(REPO / "tests" / "db"))
 from db_events import make_events, xadd_entries  # noqa: E402
 
 from exchange import bus  # noqa: E402
-from exchange.db import writer  # noqa: E402
+from exchange.db import consumer, copy_batch  # noqa: E402
 from exchange.db.migrate import migrate, storage_mode  # noqa: E402
-from exchange.db.queries import HistoryQueries, to_ms  # noqa: E402
 from exchange.dev.localservers import (  # noqa: E402
     PostgresServer,
     RedisServer,
     timescaledb_installed,
 )
+from exchange.history.queries import HistoryQueries, to_ms  # noqa: E402
 from exchange.markets import load_config  # noqa: E402
 
 # --size: (backlog trades, klines trades)
@@ -85,7 +85,7 @@ def build_backlog(redis_url: str, backlog_trades: int) -> tuple[int, int]:
 def drained(client: redis.Redis) -> bool:
     """Every entry delivered to the writers' group and acknowledged."""
     for group in client.xinfo_groups(bus.EVENT_STREAM):
-        if group["name"] == writer.EVENTS_GROUP.encode():
+        if group["name"] == consumer.EVENTS_GROUP.encode():
             return group["pending"] == 0 and group["lag"] == 0
     return False
 
@@ -153,7 +153,7 @@ def copy_kline_trades(url: str, count: int) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         # What the writer does after a batch: continuous aggregates refreshed up to their
         # horizons (nothing to do on plain PostgreSQL, whose trigger kept the candles).
-        writer.settle_candles(conn, to_ms(start), to_ms(end))
+        copy_batch.settle_candles(conn, to_ms(start), to_ms(end))
 
 
 async def time_klines(url: str) -> dict[str, float]:

@@ -152,7 +152,7 @@ class Settings:
     db_read_count: int = _setting("DB_READ_COUNT", 32, _integer)  # engine batches per transaction
     # take over another consumer's entries pending this long
     db_claim_idle_s: float = _setting("DB_CLAIM_IDLE_S", 30.0, _number)
-    # PostgreSQL deadlines (see exchange.db.pg): a call that takes longer is cut off at the socket
+    # PostgreSQL deadlines (see exchange.history.pg): a call that takes longer is cut off at the socket
     # libpq connect_timeout (whole seconds, at least 2)
     db_connect_timeout_s: int = _setting("DB_CONNECT_TIMEOUT_S", 2, _integer)
     # a history read, waiting for a connection included; then 503

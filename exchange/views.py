@@ -3,7 +3,7 @@
 Integers of ticks, lots and minor units become exact decimal strings here for orders, balances,
 depth and the engine's events: the API's replies, the Backpack surface (which reshapes these),
 the ws hub's depth snapshots and the engine's outputs (events stream and pub/sub) render through
-these functions. History read from PostgreSQL (:mod:`exchange.db.queries`) and live statistics
+these functions. History read from PostgreSQL (:mod:`exchange.history.queries`) and live statistics
 (:mod:`exchange.ws.stats`) are still rendered by their own modules.
 """
 

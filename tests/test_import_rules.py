@@ -123,10 +123,6 @@ KNOWN_VIOLATIONS: set[tuple[str, str, str]] = {
     # engine/outputs.py imports exchange.bus (redis, trio)
     ("pure-core", "exchange.engine.outputs", "trio"),
     ("pure-core", "exchange.engine.outputs", "redis"),
-    # ws/seed.py imports db.queries (ws/server.py through seed)
-    ("ws-not-db", "exchange.ws", "exchange.db.*"),
-    ("ws-not-db", "exchange.ws.seed", "exchange.db.*"),
-    ("ws-not-db", "exchange.ws.server", "exchange.db.*"),
 }
 
 

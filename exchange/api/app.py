@@ -22,9 +22,9 @@ from exchange.api.ratelimit import TokenBucketLimiter
 from exchange.api.router import Router, error_answer
 from exchange.bus import RedisBridge
 from exchange.credentials import CredentialStore
-from exchange.db.queries import open_history_reader
 from exchange.errors import ErrorCode
 from exchange.gateway import open_gateway
+from exchange.history.queries import open_history_reader
 from exchange.markets import MarketConfig, load_config
 from exchange.settings import Settings
 from exchange.surfaces.backend import Backend

@@ -19,8 +19,8 @@ from datetime import timedelta
 import attrs
 import psycopg
 
-from exchange.db import statements
 from exchange.errors import ConfigError
+from exchange.history import statements
 from exchange.settings import Settings
 
 DEFAULT_COMPRESS_AFTER_DAYS = 7

@@ -21,9 +21,9 @@ import attrs
 import psycopg
 
 from exchange import settings as settings_module
-from exchange.db import statements
-from exchange.db.pg import TCP_OPTIONS
 from exchange.errors import ConfigError, ExchangeError
+from exchange.history import statements
+from exchange.history.pg import TCP_OPTIONS
 
 log = logging.getLogger(__name__)
 

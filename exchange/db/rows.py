@@ -3,7 +3,7 @@
 An entry of the events stream is one engine batch: field ``events`` holds a JSON array of
 :func:`exchange.views.event_json` dicts, each with the ``seq`` of the command that produced it.
 Trades and orders become tuples in the column order of ``trades_staging`` and
-``orders_staging`` (see :mod:`exchange.db.statements`); money stays the exact decimal text the
+``orders_staging`` (see :mod:`exchange.history.statements`); money stays the exact decimal text the
 engine wrote, and PostgreSQL parses it into NUMERIC. Balance and depth events are not stored
 (balances live in the engine; depth is live data).
 """

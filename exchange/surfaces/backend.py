@@ -49,7 +49,7 @@ class Gateway(Protocol):
 
 
 class History(Protocol):
-    """PostgreSQL history reader (``exchange.db.queries``); returns contract-shaped dicts."""
+    """PostgreSQL history reader (``exchange.history.queries``); returns contract-shaped dicts."""
 
     async def recent_trades(self, market: str, limit: int) -> list[dict]: ...
     async def klines(

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 import orjson
 import trio
 
-from exchange.db.queries import StatsSeed, open_history_reader
+from exchange.history.queries import StatsSeed, open_history_reader
 from exchange.marketstats import BUCKET_MS, WINDOW_MS
 from exchange.surfaces.native.ws_auth import wall_clock_ms
 from exchange.ws.hub import Hub

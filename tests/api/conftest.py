@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from exchange.api.app import create_app
-from exchange.db import writer as db_writer
+from exchange.db import program as db_writer
 from exchange.settings import Settings
 
 ADMIN_TOKEN = "test-admin-token"

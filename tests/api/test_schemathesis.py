@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from exchange.api.app import create_app
-from exchange.db import writer as db_writer
+from exchange.db import program as db_writer
 from exchange.dev.localservers import free_port
 from exchange.engine import service as engine_service
 from exchange.settings import Settings

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from exchange.db.queries import open_history_reader
 from exchange.errors import ErrorCode, RequestError
 from exchange.gateway import open_gateway
+from exchange.history.queries import open_history_reader
 from exchange.markets import load_config
 from exchange.models import GetOrder, Rejection
 from exchange.surfaces.backend import Backend

@@ -28,7 +28,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from exchange.api.app import create_app
-from exchange.db import writer as db_writer
+from exchange.db import program as db_writer
 from exchange.dev.localservers import free_port
 from exchange.settings import Settings
 from exchange.ws import server as ws_server

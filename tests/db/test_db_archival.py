@@ -8,10 +8,10 @@ import psycopg
 import pytest
 from db_events import make_events
 
-from exchange.db import archival, writer
-from exchange.db.queries import KLINE_INTERVALS, HistoryQueries, to_ms
+from exchange.db import archival, copy_batch
 from exchange.db.rows import EntryRows, decode_entry, merge
 from exchange.errors import ConfigError
+from exchange.history.queries import KLINE_INTERVALS, HistoryQueries, to_ms
 from exchange.markets import MarketConfig
 from exchange.settings import Settings
 
@@ -62,8 +62,8 @@ async def test_compressed_history_reads_the_same(
     run_jobs,
 ) -> None:
     rows = _events(config, 3000)  # stamped in November 2023: all chunks are old
-    writer.prepare_connection(conn)
-    writer.write_rows(conn, rows)
+    copy_batch.prepare_connection(conn)
+    copy_batch.write_rows(conn, rows)
     now = max(datetime.fromtimestamp(row[1] / 1000, UTC) for row in rows.trades)
     before = await _everything(migrated_url, rows, now)
 
@@ -78,11 +78,11 @@ async def test_compressed_history_reads_the_same(
 
     # The writer's upserts still work into compressed chunks: a redelivered batch changes
     # nothing, an order's newer state replaces the old one.
-    writer.write_rows(conn, rows)
+    copy_batch.write_rows(conn, rows)
     assert await _everything(migrated_url, rows, now) == before
     order = rows.orders[0]
     newer = (*order[:10], "cancelled", *order[11:15], order[15] + 1, order[16], order[17] + 1)
-    writer.write_rows(conn, EntryRows([], [newer]))
+    copy_batch.write_rows(conn, EntryRows([], [newer]))
     async with HistoryQueries(migrated_url) as history:
         stored = await history.order(order[16], order_id=order[0])
     assert stored["status"] == "cancelled" and stored["updated_at"] == order[15] + 1
@@ -105,9 +105,9 @@ async def test_retention_drops_old_trades_and_keeps_candles(
     start = datetime.now(UTC) - timedelta(days=20)
     step = timedelta(days=19) / len(rows.trades)
     spread = [(row[0], to_ms(start + step * n), *row[2:]) for n, row in enumerate(rows.trades)]
-    writer.prepare_connection(conn)
+    copy_batch.prepare_connection(conn)
     for first in range(0, len(spread), 100):
-        writer.write_rows(conn, EntryRows(spread[first : first + 100], []))
+        copy_batch.write_rows(conn, EntryRows(spread[first : first + 100], []))
     run_refresh_policies()
     async with HistoryQueries(migrated_url) as history:
         candles = [

@@ -12,9 +12,9 @@ from decimal import Decimal
 
 import psycopg
 
-from exchange.db import writer
-from exchange.db.queries import KLINE_INTERVALS, HistoryQueries, iso, to_ms
+from exchange.db import copy_batch
 from exchange.db.rows import EntryRows
+from exchange.history.queries import KLINE_INTERVALS, HistoryQueries, iso, to_ms
 
 MARKET = "TATA_INR"
 ORIGIN_MS = to_ms(datetime(2000, 1, 3, tzinfo=UTC))
@@ -56,10 +56,10 @@ async def test_candles_are_exact_whenever_trades_are_written(
 ) -> None:
     now_ms = to_ms(datetime.now(UTC))
     written: list[tuple] = []
-    writer.prepare_connection(conn)
+    copy_batch.prepare_connection(conn)
 
     async def write_and_check(*trades: tuple) -> None:
-        writer.write_rows(conn, EntryRows(list(trades), []))
+        copy_batch.write_rows(conn, EntryRows(list(trades), []))
         written.extend(trades)
         async with HistoryQueries(migrated_url) as history:
             for interval in KLINE_INTERVALS:

@@ -16,7 +16,7 @@ import redis
 from db_events import make_events, xadd_entries
 
 from exchange import bus
-from exchange.db import writer
+from exchange.db import consumer
 from exchange.markets import MarketConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def _wait(predicate, what: str, process: subprocess.Popen, log_path: Path) -> No
 
 def _drained(client: redis.Redis) -> bool:
     for group in client.xinfo_groups(bus.EVENT_STREAM):
-        if group["name"] == writer.EVENTS_GROUP.encode():
+        if group["name"] == consumer.EVENTS_GROUP.encode():
             return group["pending"] == 0 and group["lag"] == 0
     return False
 

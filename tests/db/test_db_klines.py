@@ -10,9 +10,9 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 import psycopg
 import pytest
 
-from exchange.db import writer
-from exchange.db.queries import KLINE_INTERVALS, HistoryQueries, iso, to_ms
+from exchange.db import copy_batch
 from exchange.db.rows import EntryRows
+from exchange.history.queries import KLINE_INTERVALS, HistoryQueries, iso, to_ms
 from exchange.money import format_decimal
 
 ORIGIN_MS = to_ms(datetime(2000, 1, 3, tzinfo=UTC))  # TimescaleDB's origin: a Monday
@@ -114,9 +114,9 @@ async def queries(conn: psycopg.Connection, migrated_url: str, run_refresh_polic
     shuffled = list(TRADES)
     rng.shuffle(shuffled)
     chunks = [shuffled[i : i + 300] for i in range(0, len(shuffled), 300)]
-    writer.prepare_connection(conn)
+    copy_batch.prepare_connection(conn)
     for number, chunk in enumerate([*chunks, chunks[0], chunks[3]]):
-        writer.write_rows(conn, EntryRows(chunk, []))
+        copy_batch.write_rows(conn, EntryRows(chunk, []))
         if number % 4 == 1:
             run_refresh_policies()
     async with HistoryQueries(migrated_url) as history:

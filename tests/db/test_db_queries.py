@@ -9,11 +9,11 @@ import pytest
 import trio
 from db_events import EventLog, make_events
 
-from exchange.db import writer
-from exchange.db.queries import HistoryQueries, percent_change
+from exchange.db import copy_batch
 from exchange.db.rows import decode_entry, merge
 from exchange.dev.localservers import free_port
 from exchange.errors import ServiceUnavailable
+from exchange.history.queries import HistoryQueries, percent_change
 from exchange.markets import MarketConfig
 
 CLOSED = {"filled", "cancelled", "expired", "rejected"}
@@ -26,10 +26,10 @@ def events(config: MarketConfig) -> EventLog:
 
 @pytest.fixture
 async def queries(conn: psycopg.Connection, migrated_url: str, events: EventLog):
-    writer.prepare_connection(conn)
+    copy_batch.prepare_connection(conn)
     for start in range(0, len(events.entries), 10):
         rows = merge(decode_entry({b"events": e}) for e in events.entries[start : start + 10])
-        writer.write_rows(conn, rows)
+        copy_batch.write_rows(conn, rows)
     async with HistoryQueries(migrated_url) as history:
         yield history
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,10 +15,11 @@ import trio
 from db_events import EventLog, make_events, xadd_entries
 
 from exchange import bus
-from exchange.db import writer
+from exchange.db import consumer, program
 from exchange.db.migrate import migrate
-from exchange.db.queries import HistoryQueries
 from exchange.dev.localservers import PostgresServer
+from exchange.history.queries import HistoryQueries
+from exchange.history.statements import CANDLE_TABLES
 from exchange.markets import MarketConfig
 from exchange.settings import Settings
 
@@ -50,7 +52,7 @@ def _drained(settings: Settings) -> bool:
     finally:
         client.close()
     return any(
-        group["name"] == writer.EVENTS_GROUP.encode()
+        group["name"] == consumer.EVENTS_GROUP.encode()
         and group["pending"] == 0
         and group["lag"] == 0
         for group in groups
@@ -90,9 +92,9 @@ def expected_user(log: EventLog, order_id: int) -> str:
     return log.users[order_id]
 
 
-async def run_until_drained(settings: Settings) -> writer.WriterStats:
+async def run_until_drained(settings: Settings) -> consumer.WriterStats:
     async with trio.open_nursery() as nursery:
-        stats = await nursery.start(writer.run, settings)
+        stats = await nursery.start(program.run, settings)
         await _wait_for(lambda: _drained(settings), "drained")
         nursery.cancel_scope.cancel()
     return stats
@@ -106,6 +108,39 @@ async def test_events_are_written(writer_settings: Settings, events: EventLog) -
     await assert_tables_equal_events(writer_settings.database_url, events)
 
 
+def candle_totals(url: str, table: str) -> dict[str, tuple[int, Decimal]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            f"SELECT market, sum(trade_count), sum(volume) FROM {table} GROUP BY market"
+        )
+        return {market: (int(count), total) for market, count, total in rows}
+
+
+async def test_a_past_dated_backlog_settles_its_candles_in_bulk(
+    writer_settings: Settings, config: MarketConfig
+) -> None:
+    """Dozens of batches of trades from the past (behind every candle horizon) cost about one
+    candles settle a second, not one each, and the candles then hold every trade."""
+    log = make_events(config, seed=12, commands=1500, batch_commands=5, users=20)
+    xadd_entries(_redis(writer_settings), log.entries)
+    batches = len(log.entries) / writer_settings.db_read_count
+    url = writer_settings.database_url
+
+    def settled() -> bool:
+        return all(candle_totals(url, table) == log.trade_totals() for table in CANDLE_TABLES)
+
+    async with trio.open_nursery() as nursery:
+        started = time.monotonic()
+        stats = await nursery.start(program.run, writer_settings)
+        await _wait_for(lambda: _drained(writer_settings), "drained")
+        elapsed = time.monotonic() - started
+        # (A last batch as long as db_read_count is settled once no batch follows it.)
+        await _wait_for(lambda: stats.settles and settled(), "every trade in the candles")
+        nursery.cancel_scope.cancel()
+    assert batches > 30
+    assert 1 <= stats.settles <= elapsed / consumer.SETTLE_INTERVAL_S + 2 < batches
+
+
 async def test_same_events_twice_give_one_row_each(
     writer_settings: Settings, events: EventLog
 ) -> None:
@@ -115,7 +150,7 @@ async def test_same_events_twice_give_one_row_each(
     # Redelivered (the same payloads again under new ids) and then an engine replay of the
     # second half, while the writer runs.
     async with trio.open_nursery() as nursery:
-        await nursery.start(writer.run, writer_settings)
+        await nursery.start(program.run, writer_settings)
         xadd_entries(client, events.entries)
         xadd_entries(client, events.entries[len(events.entries) // 2 :])
         await _wait_for(lambda: _drained(writer_settings), "drained")
@@ -137,10 +172,13 @@ async def test_pending_entries_of_a_dead_consumer_are_claimed(
 ) -> None:
     client = _redis(writer_settings)
     xadd_entries(client, events.entries)
-    client.xgroup_create(bus.EVENT_STREAM, writer.EVENTS_GROUP, id="0")
+    client.xgroup_create(bus.EVENT_STREAM, consumer.EVENTS_GROUP, id="0")
     # Another writer read a third of the entries, then died without acknowledging them.
     taken = client.xreadgroup(
-        writer.EVENTS_GROUP, "dead-writer", {bus.EVENT_STREAM: ">"}, count=len(events.entries) // 3
+        consumer.EVENTS_GROUP,
+        "dead-writer",
+        {bus.EVENT_STREAM: ">"},
+        count=len(events.entries) // 3,
     )
     assert len(taken[0][1]) == len(events.entries) // 3
     await run_until_drained(writer_settings)
@@ -152,9 +190,9 @@ async def test_own_pending_entries_are_written_after_a_restart(
 ) -> None:
     client = _redis(writer_settings)
     xadd_entries(client, events.entries)
-    client.xgroup_create(bus.EVENT_STREAM, writer.EVENTS_GROUP, id="0")
+    client.xgroup_create(bus.EVENT_STREAM, consumer.EVENTS_GROUP, id="0")
     # This consumer read everything before its last run died: nothing would arrive as new.
-    client.xreadgroup(writer.EVENTS_GROUP, writer_settings.db_consumer, {bus.EVENT_STREAM: ">"})
+    client.xreadgroup(consumer.EVENTS_GROUP, writer_settings.db_consumer, {bus.EVENT_STREAM: ">"})
     settings = Settings(
         redis_url=writer_settings.redis_url,
         database_url=writer_settings.database_url,
@@ -170,18 +208,18 @@ async def test_written_entries_are_trimmed_but_never_pending_ones(
     client = _redis(writer_settings)
     ids = xadd_entries(client, events.entries)
     skipped = 7  # the group starts after these: nobody needs them
-    client.xgroup_create(bus.EVENT_STREAM, writer.EVENTS_GROUP, id=ids[skipped - 1])
+    client.xgroup_create(bus.EVENT_STREAM, consumer.EVENTS_GROUP, id=ids[skipped - 1])
     # A live peer holds the next 5 entries (pending, not idle long enough to be claimed).
-    held = client.xreadgroup(writer.EVENTS_GROUP, "peer", {bus.EVENT_STREAM: ">"}, count=5)
+    held = client.xreadgroup(consumer.EVENTS_GROUP, "peer", {bus.EVENT_STREAM: ">"}, count=5)
     settings = attrs.evolve(writer_settings, db_claim_idle_s=3600.0)
     async with trio.open_nursery() as nursery:
-        stats = await nursery.start(writer.run, settings)
+        stats = await nursery.start(program.run, settings)
         await _wait_for(lambda: stats.entries == len(ids) - skipped - 5, "the rest written")
         # Trimmed up to the peer's oldest pending entry, and no further.
         await _wait_for(lambda: stats.trimmed == skipped, "trimmed to the pending entries")
         assert client.xrange(bus.EVENT_STREAM, count=1)[0][0] == ids[skipped]
         assert client.xlen(bus.EVENT_STREAM) == len(ids) - skipped
-        client.xack(bus.EVENT_STREAM, writer.EVENTS_GROUP, *[i for i, _ in held[0][1]])
+        client.xack(bus.EVENT_STREAM, consumer.EVENTS_GROUP, *[i for i, _ in held[0][1]])
         await _wait_for(lambda: client.xlen(bus.EVENT_STREAM) == 0, "everything trimmed")
         nursery.cancel_scope.cancel()
     assert stats.trimmed == len(ids)
@@ -205,7 +243,7 @@ async def test_bad_entries_go_to_the_dead_letter_stream(
     xadd_entries(client, entries)
     stats = await run_until_drained(writer_settings)
     assert stats.dead == 3
-    dead = client.xrange(writer.DEAD_LETTER_STREAM)
+    dead = client.xrange(consumer.DEAD_LETTER_STREAM)
     assert sorted(fields[bus.EVENTS_FIELD] for _, fields in dead) == sorted(
         [b"{not json", orjson.dumps([refused]), orjson.dumps([{"type": "trade"}])]
     )
@@ -244,7 +282,7 @@ async def test_postgres_down_and_back_during_a_flow(
             events.entries[-10:],
         )
         async with trio.open_nursery() as nursery:
-            stats = await nursery.start(writer.run, settings)
+            stats = await nursery.start(program.run, settings)
             xadd_entries(client, first)
             await _wait_for(lambda: stats.entries == len(first), "first part written")
             await trio.to_thread.run_sync(server.stop)

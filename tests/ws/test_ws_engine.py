@@ -14,7 +14,7 @@ import trio
 from ws_helpers import CONFIG, Client, connect, ws_server
 
 from exchange.api.app import create_app
-from exchange.db import writer as db_writer
+from exchange.db import program as db_writer
 from exchange.dev.flow import Flow
 from exchange.engine import service as engine_service
 from exchange.gateway import open_gateway

@@ -16,12 +16,12 @@ from ws_helpers import CONFIG, Client, connect, publish_market, ws_server
 
 from exchange import views
 from exchange.bus import market_channel
-from exchange.db import writer as db_writer
+from exchange.db import program as db_writer
 from exchange.db.migrate import migrate
-from exchange.db.queries import HistoryQueries, open_history_reader
 from exchange.dev.flow import Flow
 from exchange.engine import service as engine_service
 from exchange.gateway import open_gateway
+from exchange.history.queries import HistoryQueries, open_history_reader
 from exchange.models import Deposit, GetDepth, OrderView, PlaceOrder, Side, TradeExecuted
 from exchange.settings import Settings
 from exchange.surfaces.native.ws_topics import NativeTopics

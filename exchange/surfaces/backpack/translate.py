@@ -3,7 +3,7 @@
 Requests are translated into the native request dicts and parsed by
 :mod:`exchange.surfaces.commands`, so the facade validates money exactly as ``/api/v1`` does and
 builds the very same engine commands. Replies and history rows are translated from the native
-contract shapes (:mod:`exchange.views`, :mod:`exchange.db.queries`). Units that differ: depth
+contract shapes (:mod:`exchange.views`, :mod:`exchange.history.queries`). Units that differ: depth
 timestamps in microseconds, kline times in seconds and ``"YYYY-MM-DD HH:MM:SS"``, fill
 timestamps as ISO-8601 text, ``priceChangePercent`` as a fraction.
 """

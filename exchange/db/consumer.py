@@ -1,4 +1,4 @@
-"""The db writer (``bin/db``): the engine's events stream, made permanent in PostgreSQL.
+"""The db writer's consumer of the engine's events stream: read, write, acknowledge.
 
 Two tasks joined by a one-slot channel, so reading the next batch overlaps writing this one::
 
@@ -15,14 +15,23 @@ Guarantees, and why:
   ``db_claim_idle_s`` (at start and whenever our own pipeline is empty, so we never steal back
   entries we are still writing).
 - *Nothing is doubled.* Every write is an upsert keyed by engine ids (see
-  :mod:`exchange.db.statements`): a redelivered entry, or the engine replaying its log after a
+  :mod:`exchange.history.statements`): a redelivered entry, or the engine replaying its log after a
   restart, changes nothing.
 - *Outages wait.* If PostgreSQL or Redis is down, the batch in hand is retried with back-off
   until it goes through; new events wait in Redis meanwhile. A connection that stops answering
   (a stopped server, a cut network) is given up after ``db_write_timeout_s`` and the batch
-  retried on a new one (:mod:`exchange.db.pg`), so the writer never hangs on it.
+  retried on a new one (:mod:`exchange.history.pg`), so the writer never hangs on it.
 - *The stream stays short.* Entries every consumer group is done with are trimmed (XTRIM
   MINID) every :data:`TRIM_INTERVAL_S`; the engine leaves that to the writer.
+- *Candles are settled in bulk.* Trades written behind a continuous aggregate's horizon (a
+  backlog, late trades) show in the candles once their buckets are refreshed (``settle_candles``
+  in ``sql/migrations/0004_*``), which costs a refresh of each aggregate, re-aggregating whole
+  buckets. So the writer settles the time range of every batch committed since the last settle:
+  at once when it has caught up with the stream (a batch shorter than ``db_read_count``), and
+  otherwise at most every :data:`SETTLE_INTERVAL_S` (or when no batch follows within it). While
+  the writer is behind, history is behind anyway: candles of a backlog trail its trades by at
+  most that interval. A writer stopped between a commit and its settle leaves those buckets to
+  the refresh policies, which re-materialize every invalidated range on their schedule.
 - *Bad data does not block.* An entry that cannot be decoded, or whose rows PostgreSQL refuses
   on their own (bad values, violated constraints), is copied to :data:`DEAD_LETTER_STREAM` with
   the error and acknowledged; the rest of its batch is written.
@@ -33,10 +42,8 @@ between writers that run at once.
 
 from __future__ import annotations
 
-import functools
 import logging
-import time
-from collections.abc import Iterator
+import math
 
 import attrs
 import psycopg
@@ -44,13 +51,10 @@ import redis
 import trio
 
 from exchange import bus
-from exchange import settings as settings_module
-from exchange.db import archival, pg, statements
-from exchange.db.migrate import migrate, storage_mode
+from exchange.db.copy_batch import copy_rows, retry_delays, settle_candles, trade_span
 from exchange.db.rows import BadEntry, EntryRows, decode_entry, merge
-from exchange.errors import ConfigError, ServiceUnavailable
-from exchange.programs import cancel_on_stop_signal, configure_logging, tune_gc
-from exchange.settings import Settings
+from exchange.errors import ServiceUnavailable
+from exchange.history import pg
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +68,13 @@ STATS_LOG_INTERVAL_S = 10.0
 # How often acknowledged entries are trimmed from the events stream (the engine leaves that to
 # us: it cannot know what has been written).
 TRIM_INTERVAL_S = 1.0
+# While draining a backlog, candles are settled at most this often (see the module doc).
+SETTLE_INTERVAL_S = 1.0
 # (The writer makes millions of short-lived objects a minute; with the default collector
 # thresholds rescanning them was more than half of the decoding CPU: see exchange.programs.)
 # Errors that blame the rows (bad values, violated constraints): their entries are dead-lettered.
 # Any other database error is a bug or a broken schema, and stops the writer instead.
 _REFUSED_DATA = (psycopg.DataError, psycopg.IntegrityError)
-# Position of the millisecond time in a trade row (trades_staging's column order).
-_TRADE_TS = 1
 
 
 @attrs.define
@@ -82,66 +86,43 @@ class WriterStats:
     orders: int = 0  # order states upserted (newest per order per batch)
     dead: int = 0  # entries sent to the dead-letter stream
     trimmed: int = 0  # entries removed from the events stream once written
+    settles: int = 0  # settle_candles calls (one per drained backlog, or per SETTLE_INTERVAL_S)
 
 
 @attrs.frozen
 class Batch:
     """Entries read together, decoded: each entry's rows, all of them merged for one
-    transaction, and the entries that cannot be decoded (``bad``)."""
+    transaction, and the entries that cannot be decoded (``bad``). ``caught_up``: the read
+    returned fewer entries than it asked for, so nothing more was waiting."""
 
     ids: list[bytes]
     rows: list[tuple[bytes, dict, EntryRows]]
     merged: EntryRows
     bad: list[tuple[bytes, dict | None, str]]
+    caught_up: bool = False
 
 
-def prepare_connection(conn: psycopg.Connection) -> None:
-    """Create the session's staging tables (once per connection, before :func:`write_rows`)."""
-    for statement in statements.CREATE_STAGING:
-        conn.execute(statement)
+@attrs.define
+class Unsettled:
+    """The time range of the committed trades whose candles are not settled yet, and when the
+    first of them was committed (trio time)."""
 
+    oldest_ms: int = 0
+    newest_ms: int = 0
+    since: float | None = None
 
-def write_rows(conn: psycopg.Connection, rows: EntryRows) -> None:
-    """One transaction: COPY into the staging tables, then one upsert per table; then the
-    candles of trades written into the past are settled (see ``settle_candles`` in
-    ``sql/migrations/0004_*``; it needs ``conn`` in autocommit, outside a transaction)."""
-    with conn.transaction(), conn.cursor() as cur:
-        if rows.trades:
-            with cur.copy(statements.COPY_TRADES) as copy:
-                for row in rows.trades:
-                    copy.write_row(row)
-            cur.execute(statements.INSERT_TRADES)
-        if rows.orders:
-            with cur.copy(statements.COPY_ORDERS) as copy:
-                for row in rows.orders:
-                    copy.write_row(row)
-            cur.execute(statements.UPSERT_ORDERS)
-    if rows.trades:
-        times = [row[_TRADE_TS] for row in rows.trades]
-        settle_candles(conn, min(times), max(times))
-
-
-def settle_candles(conn: psycopg.Connection, oldest_ms: int, newest_ms: int) -> None:
-    """Make trades written between ``oldest_ms`` and ``newest_ms`` show in the candles (a
-    no-op unless some are older than a continuous aggregate's horizon).
-
-    TimescaleDB refuses a refresh that overlaps one in progress (a refresh policy's, another
-    writer's) rather than waiting for it; ours is retried until that one is done, since it may
-    not have seen our trades.
-    """
-    params = {"oldest_ms": oldest_ms, "newest_ms": newest_ms}
-    delays = _delays()
-    while True:
-        try:
-            conn.execute(statements.SETTLE_CANDLES, params)
+    def add(self, rows: EntryRows, now: float) -> None:
+        span = trade_span(rows)
+        if span is None:
             return
-        except psycopg.errors.LockNotAvailable as exc:
-            delay = next(delays)
-            log.debug("candles refresh waits for a concurrent one (%s); %.2fs", exc, delay)
-            time.sleep(delay)
+        if self.since is None:
+            self.oldest_ms, self.newest_ms, self.since = *span, now
+        else:
+            self.oldest_ms = min(self.oldest_ms, span[0])
+            self.newest_ms = max(self.newest_ms, span[1])
 
 
-def _decode(entries: list) -> Batch:
+def _decode(entries: list, asked: int) -> Batch:
     ids: list[bytes] = []
     good: list[tuple[bytes, dict, EntryRows]] = []
     bad: list[tuple[bytes, dict | None, str]] = []
@@ -155,11 +136,8 @@ def _decode(entries: list) -> Batch:
             good.append((entry_id, fields, decode_entry(fields)))
         except BadEntry as exc:
             bad.append((entry_id, fields, str(exc)))
-    return Batch(ids, good, merge(rows for _, _, rows in good), bad)
-
-
-def _delays() -> Iterator[float]:
-    return bus.backoff_delays(first_s=0.05, max_s=2.0)
+    merged = merge(rows for _, _, rows in good)
+    return Batch(ids, good, merged, bad, caught_up=len(entries) < asked)
 
 
 class EventWriter:
@@ -181,6 +159,7 @@ class EventWriter:
         self.claim_idle_ms = int(claim_idle_s * 1000)
         self.stats = WriterStats()
         self._in_flight = 0  # entries read and not yet acknowledged
+        self._unsettled = Unsettled()
 
     # --- Redis --------------------------------------------------------------------------------
 
@@ -210,7 +189,7 @@ class EventWriter:
                 count=self.read_count,
                 block=READ_BLOCK_MS if start == ">" else None,
             )
-            return _decode(reply[0][1] if reply else [])
+            return _decode(reply[0][1] if reply else [], self.read_count)
 
         while True:
             try:
@@ -235,7 +214,7 @@ class EventWriter:
                 start_id=cursor,
                 count=self.read_count,
             )
-            return reply[0], _decode(reply[1])
+            return reply[0], _decode(reply[1], self.read_count)
 
         return await self.redis.call(claim_and_decode)
 
@@ -306,7 +285,7 @@ class EventWriter:
             # Our own entries left pending by a previous run of this consumer.
             cursor = "0"
             while True:
-                batch = await _retrying("read pending events", self._read, cursor)
+                batch = await retrying("read pending events", self._read, cursor)
                 if not batch.ids:
                     break
                 cursor = batch.ids[-1]
@@ -316,7 +295,7 @@ class EventWriter:
                 if self._in_flight == 0 and trio.current_time() >= claim_due:
                     await self._claim_all(send)
                     claim_due = trio.current_time() + max(self.claim_idle_ms / 1000, 1.0)
-                batch = await _retrying("read events", self._read, ">")
+                batch = await retrying("read events", self._read, ">")
                 if batch.ids:
                     await self._hand_over(send, batch)
 
@@ -332,7 +311,7 @@ class EventWriter:
         """Take over every entry another consumer has left idle, a page at a time."""
         cursor: bytes | str = "0-0"
         while True:
-            cursor, batch = await _retrying("claim events", self._claim, cursor)
+            cursor, batch = await retrying("claim events", self._claim, cursor)
             if batch.ids:
                 log.info("claimed %d events entries left by another consumer", len(batch.ids))
                 await self._hand_over(send, batch)
@@ -346,7 +325,16 @@ class EventWriter:
     async def _writer(self, receive: trio.MemoryReceiveChannel[Batch]) -> None:
         last_log, logged = trio.current_time(), attrs.evolve(self.stats)
         async with receive:
-            async for batch in receive:
+            while True:
+                batch = None
+                with trio.move_on_at(self._settle_due()):
+                    try:
+                        batch = await receive.receive()
+                    except trio.EndOfChannel:
+                        return
+                if batch is None:  # no batch followed within SETTLE_INTERVAL_S
+                    await self._settle()
+                    continue
                 await self._write_batch(batch)
                 now = trio.current_time()
                 if now - last_log >= STATS_LOG_INTERVAL_S:
@@ -358,6 +346,20 @@ class EventWriter:
                         now - last_log,
                     )
                     last_log, logged = now, attrs.evolve(self.stats)
+
+    def _settle_due(self) -> float:
+        since = self._unsettled.since
+        return math.inf if since is None else since + SETTLE_INTERVAL_S
+
+    async def _settle(self) -> None:
+        """Settle the candles of every trade committed since the last settle."""
+        pending, self._unsettled = self._unsettled, Unsettled()
+        if pending.since is None:
+            return
+        await self._retrying_db(
+            "settle candles", settle_candles, pending.oldest_ms, pending.newest_ms
+        )
+        self.stats.settles += 1
 
     async def _write_batch(self, batch: Batch) -> None:
         rows = batch.merged
@@ -371,6 +373,11 @@ class EventWriter:
                     "batch refused (%s); writing its %d entries one by one", exc, len(batch.rows)
                 )
                 bad.extend(await self._write_singly(batch))
+        # Settled before the acknowledgement when caught up: an acknowledged entry is then
+        # in the klines too, unless more entries were waiting behind it.
+        self._unsettled.add(rows, trio.current_time())
+        if batch.caught_up or trio.current_time() >= self._settle_due():
+            await self._settle()
         done = {entry_id for entry_id, _, _ in bad}
         ids = [entry_id for entry_id in batch.ids if entry_id not in done]
         if bad:
@@ -383,18 +390,23 @@ class EventWriter:
         self.stats.orders += len(rows.orders)
 
     async def _commit(self, rows: EntryRows) -> None:
+        await self._retrying_db("write batch", copy_rows, rows)
+
+    async def _retrying_db(self, what: str, fn, *args) -> None:
+        """``fn(conn, *args)`` on the writer's connection, retried while PostgreSQL is
+        unavailable."""
         delays = None
         while True:
             try:
                 # The thread finishes the transaction even if we are cancelled meanwhile.
-                await self.db.run(write_rows, rows)
+                await self.db.run(fn, *args)
                 if delays is not None:
-                    log.info("PostgreSQL is back; batch written")
+                    log.info("PostgreSQL is back (%s)", what)
                 return
             except ServiceUnavailable as exc:
-                delays = delays or _delays()
+                delays = delays or retry_delays()
                 delay = next(delays)
-                log.warning("cannot write batch (%s); retrying in %.2fs", exc, delay)
+                log.warning("cannot %s (%s); retrying in %.2fs", what, exc, delay)
                 await trio.sleep(delay)
 
     async def _write_singly(self, batch: Batch) -> list[tuple[bytes, dict | None, str]]:
@@ -407,7 +419,7 @@ class EventWriter:
         return refused
 
 
-async def _retrying(what: str, fn, *args):
+async def retrying(what: str, fn, *args):
     """``await fn(*args)``, retried with back-off while Redis is unavailable."""
     delays = None
     while True:
@@ -417,7 +429,7 @@ async def _retrying(what: str, fn, *args):
                 log.info("Redis is back (%s)", what)
             return result
         except ServiceUnavailable as exc:
-            delays = delays or _delays()
+            delays = delays or retry_delays()
             delay = next(delays)
             log.warning("cannot %s (%s); retrying in %.2fs", what, exc, delay)
             await trio.sleep(delay)
@@ -436,87 +448,4 @@ async def _finish(what: str, fn, *args) -> None:
             return
         except ServiceUnavailable:
             pass
-    await _retrying(what, fn, *args)
-
-
-async def _migrate(database_url: str) -> str:
-    """Apply pending migrations, waiting for PostgreSQL if it is not up yet; return the mode."""
-    delays = _delays()
-    while True:
-        try:
-            applied = await trio.to_thread.run_sync(migrate, database_url)
-            mode = await trio.to_thread.run_sync(storage_mode, database_url)
-        except psycopg.OperationalError as exc:
-            delay = next(delays)
-            log.warning("PostgreSQL not reachable (%s); retrying in %.2fs", exc, delay)
-            await trio.sleep(delay)
-            continue
-        if applied:
-            log.info("applied migrations: %s", ", ".join(applied))
-        return mode
-
-
-async def run(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Migrate, then write events until cancelled. ``task_status.started(stats)`` once consuming."""
-    mode = await _migrate(settings.database_url)
-    log.info("storage: %s", mode if mode != "postgresql" else "plain PostgreSQL (no TimescaleDB)")
-    archived = await trio.to_thread.run_sync(
-        functools.partial(
-            archival.configure,
-            settings.database_url,
-            settings,
-            timescaledb=mode.startswith("timescaledb"),
-        )
-    )
-    log.info("history archival: %s", archived.describe())
-    redis_bridge = bus.RedisBridge(settings.redis_url, max_threads=2)
-    db = pg.DedicatedConnection(
-        settings.database_url,
-        timeout_s=settings.db_write_timeout_s,
-        connect_timeout_s=settings.db_connect_timeout_s,
-        application="exchange-db-writer",
-        setup=prepare_connection,
-    )
-    writer = EventWriter(
-        redis_bridge,
-        db,
-        consumer=settings.db_consumer,
-        read_count=settings.db_read_count,
-        claim_idle_s=settings.db_claim_idle_s,
-    )
-    try:
-        await _retrying("create the consumer group", writer.ensure_group)
-        log.info("consuming %s as %s/%s", bus.EVENT_STREAM, EVENTS_GROUP, settings.db_consumer)
-        task_status.started(writer.stats)
-        await writer.run()
-    finally:
-        with trio.CancelScope(shield=True):
-            await db.aclose()
-            redis_bridge.close()
-
-
-async def serve(settings: Settings) -> None:
-    """Run the writer until SIGINT or SIGTERM, then stop cleanly."""
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(cancel_on_stop_signal, nursery.cancel_scope, log)
-        started = time.monotonic()
-        await nursery.start(run, settings)
-        log.info("db writer ready in %.2fs", time.monotonic() - started)
-
-
-def main() -> int:
-    """``bin/db``: settings from the environment, then :func:`serve`. Returns the exit code."""
-    configure_logging("db")
-    try:
-        config = settings_module.load()
-    except ConfigError as exc:
-        log.error("bad configuration: %s", exc)
-        return 2
-    tune_gc()
-    code = 0
-    try:
-        trio.run(serve, config)
-    except* ConfigError as group:  # archival settings, checked once the storage mode is known
-        log.error("bad configuration: %s", group.exceptions[0])
-        code = 2
-    return code
+    await retrying(what, fn, *args)

@@ -69,6 +69,13 @@ ACQUIRE_TIMEOUT_S = 3.0
 # A pool gives up reconnecting after this long and tries afresh on the next request, so after
 # an outage it reconnects within seconds rather than after its growing back-off (up to minutes).
 POOL_RECONNECT_TIMEOUT_S = 5.0
+# The reads' statements, prepared by psycopg once run 5 times, keep one generic plan. On
+# TimescaleDB a custom plan is made anew for every run, expanding the continuous aggregate's
+# real-time union and the chunks of both its parts (EXPLAIN over 1,000,000 trades: 0.6 ms of
+# planning against 0.1 ms on a plain table); a generic plan excludes chunks and reads the
+# aggregate's watermark when it runs. Measured (execute and fetch, latest 500 1-minute
+# candles): 1.56 → 1.25 ms on TimescaleDB, 0.96 → 0.98 ms on plain PostgreSQL.
+READ_PLAN_CACHE_MODE = "force_generic_plan"
 # Errors that mean "the server or the connection is gone", not "this statement is wrong"
 # (a statement cut off by statement_timeout is an OperationalError too).
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -240,13 +247,15 @@ class PooledConnections:
         connect_timeout_s: int,
     ) -> None:
         self._timeout_s = timeout_s
+        options = connection_options(
+            application=application, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s
+        )
+        options["options"] += f" -c plan_cache_mode={READ_PLAN_CACHE_MODE}"
         self._pool = psycopg_pool.ConnectionPool(
             url,
             min_size=1,
             max_size=max_size,
-            kwargs=connection_options(
-                application=application, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s
-            ),
+            kwargs=options,
             open=False,
             name="history",
             reconnect_timeout=POOL_RECONNECT_TIMEOUT_S,

@@ -1,7 +1,7 @@
 """The history the API serves from PostgreSQL: trades, klines, tickers, orders and fills.
 
-:class:`HistoryQueries` runs the named statements of :mod:`exchange.db.statements` on a
-psycopg_pool pool through trio worker threads (:mod:`exchange.db.pg`) and returns the contract's
+:class:`HistoryQueries` runs the named statements of :mod:`exchange.history.statements` on a
+psycopg_pool pool through trio worker threads (:mod:`exchange.history.pg`) and returns the contract's
 shapes: money as exact decimal strings without exponent or trailing zeros, timestamps as integer
 milliseconds, kline edges as ISO-8601 UTC. Raises :class:`~exchange.errors.ServiceUnavailable`
 when PostgreSQL cannot be reached or does not answer within the reader's timeout.
@@ -28,8 +28,8 @@ import attrs
 import psycopg
 from psycopg.rows import dict_row
 
-from exchange.db import statements
-from exchange.db.pg import PooledConnections
+from exchange.history import statements
+from exchange.history.pg import PooledConnections
 from exchange.marketstats import percent_change_text as percent_change
 from exchange.money import format_decimal
 from exchange.settings import Settings
@@ -289,7 +289,8 @@ def _klines_statement(
     except KeyError:
         raise ValueError(f"unknown kline interval {interval!r}") from None
     direction = "ASC" if start_time is not None else "DESC"
-    return statements.KLINES[(table, direction)], {
+    rolled_up = statements.KLINES if per_bucket > 1 else statements.CANDLES
+    return rolled_up[(table, direction)], {
         "market": market,
         "width": width,
         "start": None if start_time is None else _utc(start_time),

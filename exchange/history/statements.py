@@ -126,7 +126,7 @@ LIMIT %(limit)s
 # Klines roll candles of one table up into buckets of %(width)s. The inner scan reads at most
 # %(rows)s candles, in the direction of the wanted buckets: a bucket holds at most width/source
 # candles, so limit * width/source candles contain the first `limit` buckets whole (see
-# exchange.db.queries). Bounds are NULL when absent.
+# exchange.history.queries). Bounds are NULL when absent.
 _KLINES = """
 SELECT time_bucket(%(width)s, bucket) AS start,
        (array_agg(open ORDER BY first_id))[1] AS open,
@@ -150,13 +150,32 @@ ORDER BY 1 {direction}
 LIMIT %(limit)s
 """
 
+# Klines as wide as the candles (1m, 1h, 1d) are the candles themselves: no roll-up, and the
+# scan stops after %(limit)s (on a plain table in index order; a continuous aggregate sorts
+# the candles of the narrowed range, see exchange.history.queries).
+_CANDLES = """
+SELECT bucket AS start, open, high, low, close, volume, quote_volume, trade_count AS trades
+FROM {table}
+WHERE market = %(market)s
+  AND bucket >= coalesce(time_bucket(%(width)s, %(start)s::timestamptz), '-infinity')
+  AND bucket < coalesce(time_bucket(%(width)s, %(end)s::timestamptz) + %(width)s, 'infinity')
+ORDER BY bucket {direction}
+LIMIT %(limit)s
+"""
+
 CANDLE_TABLES = ("candles_1m", "candles_1h", "candles_1d")
 
-KLINES = {
-    (table, direction): _KLINES.format(table=table, direction=direction)
-    for table in CANDLE_TABLES
-    for direction in ("ASC", "DESC")
-}
+
+def _per_table_and_direction(template: str) -> dict[tuple[str, str], str]:
+    return {
+        (table, direction): template.format(table=table, direction=direction)
+        for table in CANDLE_TABLES
+        for direction in ("ASC", "DESC")
+    }
+
+
+KLINES = _per_table_and_direction(_KLINES)
+CANDLES = _per_table_and_direction(_CANDLES)
 
 # 24-hour tickers over (since, until]. Whole minutes [first_whole, last_partial) come from
 # candles_1m; the partial minutes at both ends of the window from the trades themselves (the

@@ -1,0 +1,89 @@
+"""One batch of the events' rows into PostgreSQL: COPY, upsert, and the candles settled.
+
+The db writer's transaction (:func:`copy_rows`) COPYs a batch into per-session staging tables
+and upserts from them with one statement per table (:mod:`exchange.history.statements`), so a
+redelivered or replayed batch changes nothing. Trades written behind a continuous aggregate's
+horizon show in the candles once :func:`settle_candles` has refreshed their buckets; the
+consumer (:mod:`exchange.db.consumer`) decides when, :func:`write_rows` does both at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import psycopg
+
+from exchange import bus
+from exchange.db.rows import EntryRows
+from exchange.history import statements
+
+log = logging.getLogger(__name__)
+
+# Position of the millisecond time in a trade row (trades_staging's column order).
+_TRADE_TS = 1
+
+
+def prepare_connection(conn: psycopg.Connection) -> None:
+    """Create the session's staging tables (once per connection, before :func:`write_rows`)."""
+    for statement in statements.CREATE_STAGING:
+        conn.execute(statement)
+
+
+def write_rows(conn: psycopg.Connection, rows: EntryRows) -> None:
+    """:func:`copy_rows`, then the candles of its trades settled: once it returns, klines show
+    every trade written (``conn`` in autocommit, as :func:`settle_candles` needs)."""
+    copy_rows(conn, rows)
+    span = trade_span(rows)
+    if span is not None:
+        settle_candles(conn, *span)
+
+
+def trade_span(rows: EntryRows) -> tuple[int, int] | None:
+    """The oldest and newest millisecond times of ``rows``' trades (None without trades)."""
+    if not rows.trades:
+        return None
+    times = [row[_TRADE_TS] for row in rows.trades]
+    return min(times), max(times)
+
+
+def copy_rows(conn: psycopg.Connection, rows: EntryRows) -> None:
+    """One transaction: COPY into the staging tables, then one upsert per table. Trades written
+    behind a candle horizon show in the klines once settled (:func:`settle_candles`)."""
+    with conn.transaction(), conn.cursor() as cur:
+        if rows.trades:
+            with cur.copy(statements.COPY_TRADES) as copy:
+                for row in rows.trades:
+                    copy.write_row(row)
+            cur.execute(statements.INSERT_TRADES)
+        if rows.orders:
+            with cur.copy(statements.COPY_ORDERS) as copy:
+                for row in rows.orders:
+                    copy.write_row(row)
+            cur.execute(statements.UPSERT_ORDERS)
+
+
+def settle_candles(conn: psycopg.Connection, oldest_ms: int, newest_ms: int) -> None:
+    """Make trades written between ``oldest_ms`` and ``newest_ms`` show in the candles (a
+    no-op unless some are older than a continuous aggregate's horizon).
+
+    TimescaleDB refuses a refresh that overlaps one in progress (a refresh policy's, another
+    writer's) rather than waiting for it; ours is retried until that one is done, since it may
+    not have seen our trades.
+    """
+    params = {"oldest_ms": oldest_ms, "newest_ms": newest_ms}
+    delays = retry_delays()
+    while True:
+        try:
+            conn.execute(statements.SETTLE_CANDLES, params)
+            return
+        except psycopg.errors.LockNotAvailable as exc:
+            delay = next(delays)
+            log.debug("candles refresh waits for a concurrent one (%s); %.2fs", exc, delay)
+            time.sleep(delay)
+
+
+def retry_delays() -> Iterator[float]:
+    """The writer's back-off between attempts, PostgreSQL's and Redis's alike."""
+    return bus.backoff_delays(first_s=0.05, max_s=2.0)
