@@ -222,6 +222,15 @@ class Listener:
         except ConnectionClosed:
             return
 
+    async def settle(self) -> None:
+        """Until this connection received no frame for QUIET_S."""
+        with trio.fail_after(STEP_TIMEOUT_S):
+            while True:
+                count = len(self.frames)
+                await trio.sleep(QUIET_S)
+                if len(self.frames) == count:
+                    return
+
     async def wait_for(self, count: int) -> None:
         with trio.fail_after(STEP_TIMEOUT_S):
             while len(self.frames) < count:
@@ -373,10 +382,15 @@ async def _open_ws(url: str, task_status=trio.TASK_STATUS_IGNORED) -> None:
 
 
 async def subscribe_native(listener: Listener, frame: dict[str, Any]) -> None:
-    """Send and wait for the answer (the native server answers every request)."""
+    """Send and wait for the answer (the native server answers every request) and the
+    snapshots it starts. The answer and a snapshot race (the hub sends snapshots on its own
+    task), so the answer is put first and the snapshots kept in the order they came."""
     seen = len(listener.frames)
     await listener.send(frame)
     await listener.wait_for(seen + 1)
+    await listener.settle()
+    burst = listener.frames[seen:]
+    listener.frames[seen:] = sorted(burst, key=lambda f: "stream" in json.loads(f))
 
 
 async def subscribe_backpack(listener: Listener, frame: dict[str, Any]) -> None:
