@@ -79,11 +79,11 @@ def database_url(postgres_server: PostgresServer) -> Iterator[str]:
 
 @pytest.fixture
 async def engine_service(redis_url: str, nursery: trio.Nursery) -> AsyncIterator[Settings]:
-    """The engine service (``exchange.engine.service.run``) on this test's Redis, serving in the
+    """The engine service (``exchange.engine.program.run``) on this test's Redis, serving in the
     background until the test ends (then it stops cleanly: flush, snapshot). Yields its Settings;
     talk to it with ``exchange.gateway.open_gateway(settings.redis_url)``."""
-    from exchange.engine import service
+    from exchange.engine import program
 
     settings = Settings(redis_url=redis_url)
-    await nursery.start(service.run, settings)
+    await nursery.start(program.run, settings)
     yield settings

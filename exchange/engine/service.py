@@ -9,6 +9,10 @@
              writer     per batch, in order, one MULTI/EXEC: replies, one events entry,
                         publishes, flushed mark, heartbeat
 
+The service talks to two ports (:mod:`.ports`): the command log (Redis: :mod:`.redis_log`) and
+the snapshot store (:mod:`.snapshots_store`); :mod:`.schedule` says when to snapshot and
+:mod:`.program` wires it all from the settings.
+
 **Exactly-once outputs.** A batch's MULTI/EXEC also sets ``exchange:engine:flushed`` to the id of
 its last command, so Redis itself records how far the outputs went: all of a batch's replies,
 events and publishes are there, or none. On start the commands up to that id are replayed
@@ -53,53 +57,32 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import suppress
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-import attrs
-import orjson
-import redis
 import trio
 
 from exchange import codec
-from exchange.bus import (
-    BODY_FIELD,
-    COMMAND_STREAM,
-    EVENT_STREAM,
-    EVENTS_FIELD,
-    FLUSHED_KEY,
-    HEARTBEAT_KEY,
-    HEARTBEAT_TTL_MS,
-    QUERY_STREAM,
-    REPLY_STREAM_PREFIX,
-    REPLY_TTL_MS,
-    RedisBridge,
-    backoff_delays,
-    id_ms,
-    parse_id,
-)
+from exchange.bus import BODY_FIELD, backoff_delays, id_ms, parse_id
 from exchange.engine import snapshot
 from exchange.engine.core import Engine
 from exchange.engine.outputs import BatchOutput
-from exchange.engine.snapshots_store import BackgroundSave, SnapshotStore, StoredSnapshot
+from exchange.engine.ports import CommandLog, Entry, Snapshots
+from exchange.engine.schedule import SnapshotSchedule
+from exchange.engine.snapshots_store import BackgroundSave, StoredSnapshot
 from exchange.errors import ErrorCode, ExchangeError, ServiceUnavailable
-from exchange.markets import MarketConfig, load_config
+from exchange.markets import MarketConfig
 from exchange.models import Command, Outcome, Query, Rejection
-from exchange.settings import Settings
 
 log = logging.getLogger(__name__)
 
-READ_BLOCK_MS = 50  # short: a worker thread blocked in XREAD cannot be cancelled
 REPLAY_CHUNK = 2_000
 HEARTBEAT_INTERVAL_S = 1.0  # when idle; busy batches carry one each (key TTL: bus.HEARTBEAT_TTL_MS)
 SHUTDOWN_TIMEOUT_S = 10.0
 START_ID = b"0-0"
 
-Entry = tuple[bytes, dict[bytes, bytes]]
 T = TypeVar("T")
 
 _MALFORMED_COMMAND = codec.encode(
@@ -117,63 +100,6 @@ class LogRolledBack(ExchangeError):
 
 class UnrecoverableLog(ExchangeError):
     """The log was trimmed and no readable snapshot covers the trimmed part."""
-
-
-@attrs.frozen
-class LogInfo:
-    length: int
-    entries_added: int
-    last_generated_id: bytes
-
-
-# --- the ports the shell talks to (Redis here; in-memory fakes in the timing tests) -------------
-
-
-class CommandLog(Protocol):
-    async def read(
-        self, command_after: bytes, query_after: bytes, count: int
-    ) -> tuple[list[Entry], list[Entry]]: ...
-    async def read_range(self, after: bytes, until: bytes, count: int) -> list[Entry]: ...
-    async def query_position(self) -> bytes: ...
-    async def flushed_id(self) -> bytes | None: ...
-    async def info(self) -> LogInfo | None: ...
-    async def flush(self, out: BatchOutput) -> None: ...
-
-
-class Snapshots(Protocol):
-    async def ids(self) -> list[bytes]: ...
-    async def load(self, log_id: bytes) -> StoredSnapshot | None: ...
-    async def save(self, snapshot: StoredSnapshot) -> None: ...
-    def save_in_background(self, engine: Engine, log_id: bytes) -> BackgroundSave: ...
-
-
-class SnapshotSchedule:
-    """Snapshot after ``every_commands`` applied commands, or ``every_s`` seconds after the
-    first command not yet in a snapshot, whichever comes first; never for an unchanged state.
-
-    Either bound caps the work a restart replays; counting time from the first unsaved change
-    (not from the last snapshot) means an engine waking from a quiet night does not snapshot
-    for its very first command.
-    """
-
-    def __init__(self, every_commands: int, every_s: float) -> None:
-        self.every_commands = every_commands
-        self.every_s = every_s
-        self.pending = 0
-        self.first_pending_at = 0.0
-
-    def note(self, commands: int, now: float) -> None:
-        if commands and not self.pending:
-            self.first_pending_at = now
-        self.pending += commands
-
-    def due(self, now: float) -> bool:
-        if self.pending == 0:
-            return False
-        return self.pending >= self.every_commands or now - self.first_pending_at >= self.every_s
-
-    def done(self) -> None:
-        self.pending = 0
 
 
 # --- the shell -----------------------------------------------------------------------------------
@@ -291,7 +217,7 @@ class EngineService:
                 log.error("shutdown incomplete (Redis unreachable); a restart will recover")
 
     async def step(self) -> None:
-        """One batch, start to end: read (waiting at most READ_BLOCK_MS), apply, write, and
+        """One batch, start to end: read (waiting briefly for entries), apply, write, and
         snapshot when due. The sequential form of :meth:`serve`, for tests and tools."""
         if self._outage:
             await self._check_not_rolled_back(self.last_id)
@@ -502,105 +428,3 @@ class EngineService:
             raise LogRolledBack(
                 f"the command log ends before {position.decode()}, which the engine has read"
             )
-
-
-# --- Redis ---------------------------------------------------------------------------------------
-
-_COMMAND_STREAM = COMMAND_STREAM.encode()
-_REPLY_STREAM_PREFIX = REPLY_STREAM_PREFIX.encode()
-
-
-class RedisLog:
-    """The command and query streams, and the batch outputs, in Redis."""
-
-    def __init__(self, bus: RedisBridge, *, events_maxlen: int = 0) -> None:
-        self.bus = bus
-        self.events_maxlen = events_maxlen or None
-
-    async def read(
-        self, command_after: bytes, query_after: bytes, count: int
-    ) -> tuple[list[Entry], list[Entry]]:
-        response = await self.bus.xread(
-            {QUERY_STREAM: query_after, COMMAND_STREAM: command_after},
-            count=count,
-            block_ms=READ_BLOCK_MS,
-        )
-        commands: list[Entry] = []
-        queries: list[Entry] = []
-        for stream, entries in response:
-            if stream == _COMMAND_STREAM:
-                commands = entries
-            else:
-                queries = entries
-        return commands, queries
-
-    async def read_range(self, after: bytes, until: bytes, count: int) -> list[Entry]:
-        return await self.bus.xrange(COMMAND_STREAM, b"(" + after, until, count=count)
-
-    async def query_position(self) -> bytes:
-        # A query older than REPLY_TTL_MS has nobody waiting; younger ones (sent while the
-        # engine restarted) are answered. Redis's clock, like the stream ids.
-        seconds, micros = await self.bus.call(self.bus.client.time)
-        return b"%d-0" % max(0, seconds * 1000 + micros // 1000 - REPLY_TTL_MS)
-
-    async def flushed_id(self) -> bytes | None:
-        return await self.bus.get(FLUSHED_KEY)
-
-    async def info(self) -> LogInfo | None:
-        try:
-            data = await self.bus.call(self.bus.client.xinfo_stream, COMMAND_STREAM)
-        except redis.ResponseError:
-            return None  # no such stream yet
-        length = data["length"]
-        # entries-added exists from Redis 7.0; without it a trimmed log goes unnoticed.
-        return LogInfo(length, data.get("entries-added", length), data["last-generated-id"])
-
-    async def flush(self, out: BatchOutput) -> None:
-        events_maxlen = self.events_maxlen
-
-        def build(pipe: Any) -> None:
-            if out.replies:
-                # Reply entries older than REPLY_TTL_MS are of no use to anyone.
-                minid = f"{max(0, out.newest_ms - REPLY_TTL_MS)}-0"
-                for instance, replies in out.replies.items():
-                    stream = _REPLY_STREAM_PREFIX + instance
-                    pipe.xadd(stream, replies, minid=minid, approximate=True)
-                    pipe.pexpire(stream, REPLY_TTL_MS)
-            if out.events:
-                pipe.xadd(
-                    EVENT_STREAM,
-                    {EVENTS_FIELD: orjson.dumps(out.events)},
-                    maxlen=events_maxlen,
-                    approximate=True,
-                )
-            for channel, events in out.channels.items():
-                pipe.publish(channel, orjson.dumps(events))
-            if out.last_command_id is not None:
-                pipe.set(FLUSHED_KEY, out.last_command_id)
-            pipe.set(HEARTBEAT_KEY, orjson.dumps(out.heartbeat), px=HEARTBEAT_TTL_MS)
-
-        await self.bus.pipeline(build, transaction=True)
-
-
-async def run(settings: Settings, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """The engine program: recover, then serve until cancelled (see the module docstring)."""
-    config = load_config(settings.markets_file)
-    bus = RedisBridge(settings.redis_url, max_threads=2)
-    try:
-        service = EngineService(
-            config,
-            RedisLog(bus, events_maxlen=settings.events_maxlen),
-            SnapshotStore(bus, kept=settings.snapshots_kept),
-            batch_size=settings.command_batch,
-            snapshot_every_commands=settings.snapshot_every_commands,
-            snapshot_every_s=settings.snapshot_every_s,
-            background_snapshots=hasattr(os, "fork"),
-        )
-        await service.recover()
-        await service.serve(task_status=task_status)
-    finally:
-        # Gone, not stale: without this, gateways would take a stopped engine's last heartbeat
-        # for a live one until the key expires, and time out instead of refusing at once.
-        with trio.CancelScope(shield=True), trio.move_on_after(1), suppress(ServiceUnavailable):
-            await bus.call(bus.client.delete, HEARTBEAT_KEY)
-        bus.close()

@@ -12,7 +12,7 @@ import trio
 
 from exchange.api.app import create_app
 from exchange.credentials import NEXT_USER_ID, USERS
-from exchange.engine import service as engine_service
+from exchange.engine import program as engine_program
 from exchange.settings import Settings
 from tests.api.conftest import ADMIN_TOKEN, Client, eventually
 
@@ -112,7 +112,7 @@ async def test_ids_stay_new_across_engine_restarts(redis_url: str, database_url:
     created: list[str] = []
     for _ in range(3):
         async with trio.open_nursery() as nursery:
-            await nursery.start(engine_service.run, settings)
+            await nursery.start(engine_program.run, settings)
             app = create_app(settings)
             async with app.test_app() as test_app:
                 api = Client(test_app.test_client(), settings)

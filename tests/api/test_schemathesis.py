@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 from exchange.api.app import create_app
 from exchange.db import program as db_writer
 from exchange.dev.localservers import free_port
-from exchange.engine import service as engine_service
+from exchange.engine import program as engine_program
 from exchange.settings import Settings
 from tests.api.conftest import ADMIN_TOKEN
 
@@ -46,7 +46,7 @@ def _run_stack(settings: Settings, ready: threading.Event, box: dict) -> None:
         box["token"] = trio.lowlevel.current_trio_token()
         box["stop"] = stop = trio.Event()
         async with trio.open_nursery() as nursery:
-            await nursery.start(engine_service.run, settings)
+            await nursery.start(engine_program.run, settings)
             await nursery.start(db_writer.run, settings)
             config = Config()
             config.bind = [f"127.0.0.1:{settings.api_port}"]

@@ -16,7 +16,8 @@ import trio
 from exchange import codec
 from exchange.bus import BODY_FIELD, REPLY_TO_FIELD, REQUEST_ID_FIELD, parse_id
 from exchange.engine.outputs import BatchOutput
-from exchange.engine.service import READ_BLOCK_MS, LogInfo
+from exchange.engine.ports import LogInfo
+from exchange.engine.redis_log import READ_BLOCK_MS
 from exchange.engine.snapshots_store import StoredSnapshot
 from exchange.errors import ServiceUnavailable
 

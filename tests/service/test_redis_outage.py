@@ -8,7 +8,7 @@ import trio
 
 from exchange.bus import FLUSHED_KEY
 from exchange.dev.localservers import RedisServer
-from exchange.engine import service as engine_service
+from exchange.engine import program as engine_program
 from exchange.errors import EngineTimeout, ServiceUnavailable
 from exchange.gateway import open_gateway
 from exchange.markets import load_config
@@ -34,7 +34,7 @@ async def test_engine_and_gateway_ride_out_a_redis_restart(own_redis):
     replied: list[tuple[Deposit, object]] = []
     failed: list[Deposit] = []
     async with trio.open_nursery() as nursery:
-        await nursery.start(engine_service.run, settings)
+        await nursery.start(engine_program.run, settings)
         async with open_gateway(own_redis.url, timeout_s=2.0) as gateway:
 
             async def client(name: str) -> None:

@@ -25,8 +25,9 @@ from exchange.bus import (
     user_channel,
 )
 from exchange.dev.flow import Flow
-from exchange.engine import service as engine_service
-from exchange.engine.service import EngineService, RedisLog, UnrecoverableLog
+from exchange.engine import program as engine_program
+from exchange.engine.redis_log import RedisLog
+from exchange.engine.service import EngineService, UnrecoverableLog
 from exchange.engine.snapshot import loads, state_hash
 from exchange.engine.snapshots_store import SnapshotStore, decode_record
 from exchange.errors import ErrorCode
@@ -247,7 +248,7 @@ async def test_clean_shutdown_takes_a_snapshot(redis_url, client):
     ids = push_commands(client, [Deposit("a", "INR", n) for n in range(1, 50)])
     settings = Settings(redis_url=redis_url)
     async with trio.open_nursery() as nursery:
-        await nursery.start(engine_service.run, settings)
+        await nursery.start(engine_program.run, settings)
         with trio.fail_after(10):
             while client.get(FLUSHED_KEY) != ids[-1]:
                 await trio.sleep(0.01)

@@ -16,7 +16,7 @@ from ws_helpers import CONFIG, Client, connect, ws_server
 from exchange.api.app import create_app
 from exchange.db import program as db_writer
 from exchange.dev.flow import Flow
-from exchange.engine import service as engine_service
+from exchange.engine import program as engine_program
 from exchange.gateway import open_gateway
 from exchange.models import Deposit, GetDepth, OrderView, PlaceOrder, Side
 from exchange.settings import Settings
@@ -29,7 +29,7 @@ POLL_TIMEOUT_S = 20.0
 @pytest.fixture
 async def engine(redis_url: str, nursery: trio.Nursery) -> Settings:
     settings = Settings(redis_url=redis_url, auth_mode="dev", engine_timeout_s=5.0)
-    await nursery.start(engine_service.run, settings)
+    await nursery.start(engine_program.run, settings)
     return settings
 
 
@@ -156,7 +156,7 @@ async def stack(redis_url: str, database_url: str, nursery: trio.Nursery) -> Set
     settings = Settings(
         redis_url=redis_url, database_url=database_url, auth_mode="dev", engine_timeout_s=5.0
     )
-    await nursery.start(engine_service.run, settings)
+    await nursery.start(engine_program.run, settings)
     await nursery.start(db_writer.run, settings)
     return settings
 

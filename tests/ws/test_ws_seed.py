@@ -19,7 +19,7 @@ from exchange.bus import market_channel
 from exchange.db import program as db_writer
 from exchange.db.migrate import migrate
 from exchange.dev.flow import Flow
-from exchange.engine import service as engine_service
+from exchange.engine import program as engine_program
 from exchange.gateway import open_gateway
 from exchange.history.queries import HistoryQueries, open_history_reader
 from exchange.models import Deposit, GetDepth, OrderView, PlaceOrder, Side, TradeExecuted
@@ -38,7 +38,7 @@ async def stack(redis_url: str, database_url: str, nursery: trio.Nursery) -> Set
     settings = Settings(
         redis_url=redis_url, database_url=database_url, auth_mode="dev", engine_timeout_s=5.0
     )
-    await nursery.start(engine_service.run, settings)
+    await nursery.start(engine_program.run, settings)
     await nursery.start(db_writer.run, settings)
     return settings
 
