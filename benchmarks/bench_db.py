@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO / "tests" / "db"))
 
 from db_events import make_events, xadd_entries  # noqa: E402
 
-from exchange import bus  # noqa: E402
+from exchange import names  # noqa: E402
 from exchange.db import consumer, copy_batch  # noqa: E402
 from exchange.db.migrate import migrate, storage_mode  # noqa: E402
 from exchange.dev.localservers import (  # noqa: E402
@@ -84,7 +84,7 @@ def build_backlog(redis_url: str, backlog_trades: int) -> tuple[int, int]:
 
 def drained(client: redis.Redis) -> bool:
     """Every entry delivered to the writers' group and acknowledged."""
-    for group in client.xinfo_groups(bus.EVENT_STREAM):
+    for group in client.xinfo_groups(names.EVENT_STREAM):
         if group["name"] == consumer.EVENTS_GROUP.encode():
             return group["pending"] == 0 and group["lag"] == 0
     return False

@@ -40,11 +40,11 @@ import trio
 from bench_stack import process_cpu_s, process_cpu_split_s
 
 from exchange import codec
-from exchange.bus import COMMAND_STREAM, EVENT_STREAM, FLUSHED_KEY, HEARTBEAT_KEY
 from exchange.dev.flow import Flow
 from exchange.dev.localservers import RedisServer
 from exchange.gateway import open_gateway
 from exchange.markets import load_config
+from exchange.names import COMMAND_STREAM, EVENT_STREAM, FLUSHED_KEY, HEARTBEAT_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "bin" / "engine"

@@ -39,11 +39,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench_stack import tree_cpu_s  # noqa: E402
 
-from exchange.bus import market_channel  # noqa: E402
 from exchange.dev.flow import Flow  # noqa: E402
 from exchange.dev.localservers import RedisServer, free_port  # noqa: E402
 from exchange.gateway import open_gateway  # noqa: E402
 from exchange.markets import load_config  # noqa: E402
+from exchange.names import market_channel  # noqa: E402
 
 MARKET = "TATA_INR"
 TICK_S = 0.01

@@ -41,8 +41,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from exchange.bus import CREDENTIALS_PREFIX, RedisBridge
+from exchange.bus import RedisBridge
 from exchange.errors import ErrorCode, RequestError, ServiceUnavailable
+from exchange.names import CREDENTIALS_PREFIX
 
 PREFIX = CREDENTIALS_PREFIX
 NEXT_USER_ID = PREFIX + "next_user_id"

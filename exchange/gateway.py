@@ -30,14 +30,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import orjson
 import trio
 
 from exchange import codec
-from exchange.bus import (
+from exchange.bus import RedisBridge
+from exchange.errors import EngineTimeout, ServiceUnavailable
+from exchange.models import Command, Query, Reply
+from exchange.names import (
     BODY_FIELD,
     COMMAND_STREAM,
     HEARTBEAT_KEY,
@@ -45,12 +48,9 @@ from exchange.bus import (
     QUERY_STREAM_MAXLEN,
     REPLY_TO_FIELD,
     REQUEST_ID_FIELD,
-    RedisBridge,
-    backoff_delays,
     reply_stream,
 )
-from exchange.errors import EngineTimeout, ServiceUnavailable
-from exchange.models import Command, Query, Reply
+from exchange.retry import retry
 
 log = logging.getLogger(__name__)
 
@@ -216,23 +216,12 @@ class Gateway:
 
     async def _read_loop(self) -> None:
         """Follow the reply stream; each entry maps request ids to encoded replies."""
-        delays: Iterator[float] | None = None
         while True:
-            try:
-                response = await self.bus.xread(
-                    {self.reply_stream: self._reply_position},
-                    count=READ_COUNT,
-                    block_ms=READ_BLOCK_MS,
-                )
-            except ServiceUnavailable as exc:
-                if delays is None:
-                    log.warning("reply stream unreadable (%s); retrying with back-off", exc)
-                    delays = backoff_delays()
-                await trio.sleep(next(delays))
-                continue
-            if delays is not None:
-                log.info("reply stream readable again")
-                delays = None
+            response = await retry(
+                self._read_replies,
+                on_failure=_log_unreadable,
+                on_recovery=lambda: log.info("reply stream readable again"),
+            )
             pending = self._pending
             for _stream, entries in response:
                 for entry_id, fields in entries:
@@ -241,6 +230,11 @@ class Gateway:
                         slot = pending.get(request_id)
                         if slot is not None:
                             slot.resolve(body)
+
+    async def _read_replies(self) -> list:
+        return await self.bus.xread(
+            {self.reply_stream: self._reply_position}, count=READ_COUNT, block_ms=READ_BLOCK_MS
+        )
 
     async def _poll_heartbeat(self) -> None:
         try:
@@ -292,3 +286,8 @@ async def open_gateway(
     finally:
         if own_bus:
             bus.close()
+
+
+def _log_unreadable(exc: BaseException, _delay: float, failures: int) -> None:
+    if failures == 1:
+        log.warning("reply stream unreadable (%s); retrying with back-off", exc)

@@ -50,18 +50,19 @@ import psycopg
 import redis
 import trio
 
-from exchange import bus
-from exchange.db.copy_batch import copy_rows, retry_delays, settle_candles, trade_span
+from exchange import bus, names
+from exchange.db.copy_batch import copy_rows, settle_candles, trade_span
 from exchange.db.rows import BadEntry, EntryRows, decode_entry, merge
 from exchange.errors import ServiceUnavailable
 from exchange.history import pg
+from exchange.retry import OnFailure, retry
 
 log = logging.getLogger(__name__)
 
-# The consumer group of the db writers on bus.EVENT_STREAM.
+# The consumer group of the db writers on names.EVENT_STREAM.
 EVENTS_GROUP = "db-writer"
 # Entries that can never be written, kept for a person to look at (fields + "error").
-DEAD_LETTER_STREAM = bus.EVENT_STREAM + ":dead"
+DEAD_LETTER_STREAM = names.EVENT_STREAM + ":dead"
 # Short, because a worker thread blocked in XREADGROUP delays shutdown by up to this.
 READ_BLOCK_MS = 100
 STATS_LOG_INTERVAL_S = 10.0
@@ -168,7 +169,7 @@ class EventWriter:
         try:
             await self.redis.call(
                 self.redis.client.xgroup_create,
-                bus.EVENT_STREAM,
+                names.EVENT_STREAM,
                 EVENTS_GROUP,
                 id="0",
                 mkstream=True,
@@ -185,7 +186,7 @@ class EventWriter:
             reply = self.redis.client.xreadgroup(
                 EVENTS_GROUP,
                 self.consumer,
-                {bus.EVENT_STREAM: start},
+                {names.EVENT_STREAM: start},
                 count=self.read_count,
                 block=READ_BLOCK_MS if start == ">" else None,
             )
@@ -207,7 +208,7 @@ class EventWriter:
 
         def claim_and_decode() -> tuple[bytes, Batch]:
             reply = self.redis.client.xautoclaim(
-                bus.EVENT_STREAM,
+                names.EVENT_STREAM,
                 EVENTS_GROUP,
                 self.consumer,
                 self.claim_idle_ms,
@@ -219,7 +220,7 @@ class EventWriter:
         return await self.redis.call(claim_and_decode)
 
     async def _ack(self, ids: list[bytes]) -> None:
-        await self.redis.call(self.redis.client.xack, bus.EVENT_STREAM, EVENTS_GROUP, *ids)
+        await self.redis.call(self.redis.client.xack, names.EVENT_STREAM, EVENTS_GROUP, *ids)
 
     async def _dead_letter(self, bad: list[tuple[bytes, dict | None, str]]) -> None:
         """Keep the undecodable entries aside and acknowledge them, atomically."""
@@ -229,7 +230,7 @@ class EventWriter:
                 kept = dict(fields or {})
                 kept.update({b"id": entry_id, b"error": error.encode()})
                 pipe.xadd(DEAD_LETTER_STREAM, kept)
-                pipe.xack(bus.EVENT_STREAM, EVENTS_GROUP, entry_id)
+                pipe.xack(names.EVENT_STREAM, EVENTS_GROUP, entry_id)
 
         await self.redis.pipeline(build, transaction=True)
         for entry_id, _, error in bad:
@@ -248,19 +249,23 @@ class EventWriter:
             client = self.redis.client
             bound: tuple[int, int] | None = None
             try:
-                groups = client.xinfo_groups(bus.EVENT_STREAM)
+                groups = client.xinfo_groups(names.EVENT_STREAM)
             except redis.ResponseError:  # no stream (yet, or any more): nothing to trim
                 return 0
             for group in groups:
                 if group["pending"]:
-                    needed = bus.parse_id(client.xpending(bus.EVENT_STREAM, group["name"])["min"])
+                    needed = names.parse_id(
+                        client.xpending(names.EVENT_STREAM, group["name"])["min"]
+                    )
                 else:
-                    ms, sequence = bus.parse_id(group["last-delivered-id"])
+                    ms, sequence = names.parse_id(group["last-delivered-id"])
                     needed = (ms, sequence + 1)
                 bound = needed if bound is None else min(bound, needed)
             if bound is None:
                 return 0
-            return client.xtrim(bus.EVENT_STREAM, minid=f"{bound[0]}-{bound[1]}", approximate=False)
+            return client.xtrim(
+                names.EVENT_STREAM, minid=f"{bound[0]}-{bound[1]}", approximate=False
+            )
 
         return await self.redis.call(trim)
 
@@ -395,19 +400,14 @@ class EventWriter:
     async def _retrying_db(self, what: str, fn, *args) -> None:
         """``fn(conn, *args)`` on the writer's connection, retried while PostgreSQL is
         unavailable."""
-        delays = None
-        while True:
-            try:
-                # The thread finishes the transaction even if we are cancelled meanwhile.
-                await self.db.run(fn, *args)
-                if delays is not None:
-                    log.info("PostgreSQL is back (%s)", what)
-                return
-            except ServiceUnavailable as exc:
-                delays = delays or retry_delays()
-                delay = next(delays)
-                log.warning("cannot %s (%s); retrying in %.2fs", what, exc, delay)
-                await trio.sleep(delay)
+        # The thread finishes the transaction even if we are cancelled meanwhile.
+        await retry(
+            self.db.run,
+            fn,
+            *args,
+            on_failure=_log_failure(what),
+            on_recovery=lambda: log.info("PostgreSQL is back (%s)", what),
+        )
 
     async def _write_singly(self, batch: Batch) -> list[tuple[bytes, dict | None, str]]:
         refused = []
@@ -421,18 +421,16 @@ class EventWriter:
 
 async def retrying(what: str, fn, *args):
     """``await fn(*args)``, retried with back-off while Redis is unavailable."""
-    delays = None
-    while True:
-        try:
-            result = await fn(*args)
-            if delays is not None:
-                log.info("Redis is back (%s)", what)
-            return result
-        except ServiceUnavailable as exc:
-            delays = delays or retry_delays()
-            delay = next(delays)
-            log.warning("cannot %s (%s); retrying in %.2fs", what, exc, delay)
-            await trio.sleep(delay)
+    return await retry(
+        fn,
+        *args,
+        on_failure=_log_failure(what),
+        on_recovery=lambda: log.info("Redis is back (%s)", what),
+    )
+
+
+def _log_failure(what: str) -> OnFailure:
+    return lambda exc, delay, _: log.warning("cannot %s (%s); retrying in %.2fs", what, exc, delay)
 
 
 async def _finish(what: str, fn, *args) -> None:

@@ -10,14 +10,12 @@ consumer (:mod:`exchange.db.consumer`) decides when, :func:`write_rows` does bot
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator
 
 import psycopg
 
-from exchange import bus
 from exchange.db.rows import EntryRows
 from exchange.history import statements
+from exchange.retry import retry_blocking
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +71,12 @@ def settle_candles(conn: psycopg.Connection, oldest_ms: int, newest_ms: int) -> 
     not have seen our trades.
     """
     params = {"oldest_ms": oldest_ms, "newest_ms": newest_ms}
-    delays = retry_delays()
-    while True:
-        try:
-            conn.execute(statements.SETTLE_CANDLES, params)
-            return
-        except psycopg.errors.LockNotAvailable as exc:
-            delay = next(delays)
-            log.debug("candles refresh waits for a concurrent one (%s); %.2fs", exc, delay)
-            time.sleep(delay)
-
-
-def retry_delays() -> Iterator[float]:
-    """The writer's back-off between attempts, PostgreSQL's and Redis's alike."""
-    return bus.backoff_delays(first_s=0.05, max_s=2.0)
+    retry_blocking(
+        conn.execute,
+        statements.SETTLE_CANDLES,
+        params,
+        retry_on=psycopg.errors.LockNotAvailable,
+        on_failure=lambda exc, delay, _: log.debug(
+            "candles refresh waits for a concurrent one (%s); %.2fs", exc, delay
+        ),
+    )

@@ -14,15 +14,16 @@ import time
 import psycopg
 import trio
 
-from exchange import bus
+from exchange import bus, names
 from exchange import settings as settings_module
 from exchange.db import archival
 from exchange.db.consumer import EVENTS_GROUP, EventWriter, retrying
-from exchange.db.copy_batch import prepare_connection, retry_delays
+from exchange.db.copy_batch import prepare_connection
 from exchange.db.migrate import migrate, storage_mode
 from exchange.errors import ConfigError
 from exchange.history import pg
 from exchange.programs import cancel_on_stop_signal, configure_logging, tune_gc
+from exchange.retry import retry
 from exchange.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,19 +31,21 @@ log = logging.getLogger(__name__)
 
 async def _migrate(database_url: str) -> str:
     """Apply pending migrations, waiting for PostgreSQL if it is not up yet; return the mode."""
-    delays = retry_delays()
-    while True:
-        try:
-            applied = await trio.to_thread.run_sync(migrate, database_url)
-            mode = await trio.to_thread.run_sync(storage_mode, database_url)
-        except psycopg.OperationalError as exc:
-            delay = next(delays)
-            log.warning("PostgreSQL not reachable (%s); retrying in %.2fs", exc, delay)
-            await trio.sleep(delay)
-            continue
-        if applied:
-            log.info("applied migrations: %s", ", ".join(applied))
-        return mode
+
+    def migrate_and_read_mode() -> tuple[list[str], str]:
+        return migrate(database_url), storage_mode(database_url)
+
+    applied, mode = await retry(
+        trio.to_thread.run_sync,
+        migrate_and_read_mode,
+        retry_on=psycopg.OperationalError,
+        on_failure=lambda exc, delay, _: log.warning(
+            "PostgreSQL not reachable (%s); retrying in %.2fs", exc, delay
+        ),
+    )
+    if applied:
+        log.info("applied migrations: %s", ", ".join(applied))
+    return mode
 
 
 async def run(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -75,7 +78,7 @@ async def run(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> No
     )
     try:
         await retrying("create the consumer group", writer.ensure_group)
-        log.info("consuming %s as %s/%s", bus.EVENT_STREAM, EVENTS_GROUP, settings.db_consumer)
+        log.info("consuming %s as %s/%s", names.EVENT_STREAM, EVENTS_GROUP, settings.db_consumer)
         task_status.started(writer.stats)
         await writer.run()
     finally:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import attrs
 import orjson
 
-from exchange.bus import EVENTS_FIELD
+from exchange.names import EVENTS_FIELD
 
 TradeRow = tuple
 OrderRow = tuple

@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from exchange import codec
-from exchange.bus import REPLY_TO_FIELD, REQUEST_ID_FIELD, market_channel, user_channel
 from exchange.markets import MarketConfig
 from exchange.models import OrderUpdated, Outcome
+from exchange.names import REPLY_TO_FIELD, REQUEST_ID_FIELD, market_channel, user_channel
 from exchange.views import event_json
 
 _MARKET_EVENTS = frozenset(("trade", "depth"))

@@ -15,7 +15,11 @@ import orjson
 import redis
 import trio
 
-from exchange.bus import (
+from exchange.bus import RedisBridge
+from exchange.engine.outputs import BatchOutput
+from exchange.engine.ports import Entry, LogInfo
+from exchange.errors import ServiceUnavailable
+from exchange.names import (
     COMMAND_STREAM,
     EVENT_STREAM,
     EVENTS_FIELD,
@@ -25,11 +29,7 @@ from exchange.bus import (
     QUERY_STREAM,
     REPLY_STREAM_PREFIX,
     REPLY_TTL_MS,
-    RedisBridge,
 )
-from exchange.engine.outputs import BatchOutput
-from exchange.engine.ports import Entry, LogInfo
-from exchange.errors import ServiceUnavailable
 
 READ_BLOCK_MS = 50  # short: a worker thread blocked in XREAD cannot be cancelled
 

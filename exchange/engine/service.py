@@ -59,27 +59,30 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import trio
 
 from exchange import codec
-from exchange.bus import BODY_FIELD, backoff_delays, id_ms, parse_id
 from exchange.engine import snapshot
 from exchange.engine.core import Engine
 from exchange.engine.outputs import BatchOutput
 from exchange.engine.ports import CommandLog, Entry, Snapshots
 from exchange.engine.schedule import SnapshotSchedule
 from exchange.engine.snapshots_store import BackgroundSave, StoredSnapshot
-from exchange.errors import ErrorCode, ExchangeError, ServiceUnavailable
+from exchange.errors import ErrorCode, ExchangeError
 from exchange.markets import MarketConfig
 from exchange.models import Command, Outcome, Query, Rejection
+from exchange.names import BODY_FIELD, id_ms, parse_id
+from exchange.retry import retry
 
 log = logging.getLogger(__name__)
 
 REPLAY_CHUNK = 2_000
-HEARTBEAT_INTERVAL_S = 1.0  # when idle; busy batches carry one each (key TTL: bus.HEARTBEAT_TTL_MS)
+HEARTBEAT_INTERVAL_S = (
+    1.0  # when idle; busy batches carry one each (key TTL: names.HEARTBEAT_TTL_MS)
+)
 SHUTDOWN_TIMEOUT_S = 10.0
 START_ID = b"0-0"
 
@@ -402,17 +405,12 @@ class EngineService:
 
     async def _retry(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``await fn(*args)`` until it does not raise ServiceUnavailable, backing off."""
-        delays: Iterator[float] | None = None
-        while True:
-            try:
-                return await fn(*args)
-            except ServiceUnavailable as exc:
-                delays = delays or backoff_delays()
-                delay = next(delays)
-                if not self._outage:
-                    log.warning("Redis unavailable (%s); retrying with back-off", exc)
-                self._outage = True
-                await trio.sleep(delay)
+        return await retry(fn, *args, on_failure=self._note_outage)
+
+    def _note_outage(self, exc: BaseException, _delay: float, _failures: int) -> None:
+        if not self._outage:
+            log.warning("Redis unavailable (%s); retrying with back-off", exc)
+        self._outage = True
 
     async def _check_not_rolled_back(self, position: bytes) -> None:
         """After an outage: the log must still reach ``position`` (the last entry we read)."""

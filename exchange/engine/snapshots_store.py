@@ -36,16 +36,10 @@ import attrs
 import orjson
 import redis
 
-from exchange.bus import (
-    COMMAND_STREAM,
-    FLUSHED_KEY,
-    SNAPSHOT_INDEX_KEY,
-    RedisBridge,
-    parse_id,
-    snapshot_key,
-)
+from exchange.bus import RedisBridge
 from exchange.engine import snapshot
 from exchange.engine.core import Engine
+from exchange.names import COMMAND_STREAM, FLUSHED_KEY, SNAPSHOT_INDEX_KEY, parse_id, snapshot_key
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ once cost a few engine queries, not a thousand.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any, Protocol
@@ -35,15 +36,12 @@ from typing import Any, Protocol
 import orjson
 import trio
 
-from exchange.bus import (
-    MARKET_CHANNEL_PREFIX,
-    USER_CHANNEL_PREFIX,
-    Subscriber,
-    market_channel,
-)
 from exchange.markets import MarketConfig
 from exchange.marketstats import MarketStats
 from exchange.models import Depth
+from exchange.names import MARKET_CHANNEL_PREFIX, USER_CHANNEL_PREFIX, market_channel
+from exchange.pubsub import Subscriber
+from exchange.retry import retry
 from exchange.ws.frames import Frame, merged
 
 log = logging.getLogger(__name__)
@@ -212,13 +210,15 @@ class Hub:
         while any(self._snapshot_waiters[market]):
             clients, depth_waiters = self._snapshot_waiters[market]
             self._snapshot_waiters[market] = ([], [])
-            while True:
-                try:
-                    depth = await self.fetch_depth(market)
-                    break
-                except Exception as exc:  # engine down or slow: keep the clients waiting
-                    log.warning("depth snapshot of %s failed (%r); retrying", market, exc)
-                    await trio.sleep(SNAPSHOT_RETRY_S)
+            depth = await retry(  # engine down or slow: keep the clients waiting
+                self.fetch_depth,
+                market,
+                retry_on=Exception,
+                on_failure=lambda exc, _delay, _n: log.warning(
+                    "depth snapshot of %s failed (%r); retrying", market, exc
+                ),
+                delays=lambda: itertools.repeat(SNAPSHOT_RETRY_S),
+            )
             for waiter in depth_waiters:
                 waiter.take_depth(depth)
             if clients:

@@ -22,13 +22,14 @@ import trio
 from trio_websocket import WebSocketRequest, WebSocketServer
 
 from exchange import settings as settings_module
-from exchange.bus import RedisBridge, open_subscriber
+from exchange.bus import RedisBridge
 from exchange.credentials import CredentialStore
 from exchange.errors import ConfigError, ServiceUnavailable
 from exchange.gateway import open_gateway
 from exchange.markets import MarketConfig, load_config
 from exchange.models import Depth, GetDepth, Rejection
 from exchange.programs import cancel_on_stop_signal, configure_logging, supervise
+from exchange.pubsub import open_subscriber
 from exchange.surfaces.backpack import ws_connection as backpack_connection
 from exchange.surfaces.backpack.ws_stream import BackpackTopics
 from exchange.surfaces.native.ws_auth import Authenticator

@@ -8,8 +8,8 @@ import redis
 import trio
 
 from exchange.api.app import create_app
-from exchange.bus import HEARTBEAT_KEY
 from exchange.errors import ConfigError
+from exchange.names import HEARTBEAT_KEY
 from exchange.settings import Settings
 from tests.api.conftest import ADMIN_TOKEN, Client
 

@@ -14,7 +14,7 @@ import attrs
 import orjson
 import redis
 
-from exchange import bus
+from exchange import names
 from exchange.dev.flow import Flow, Mix, stamp
 from exchange.engine.core import Engine
 from exchange.markets import MarketConfig
@@ -97,6 +97,6 @@ def xadd_entries(client: redis.Redis, entries: list[bytes], *, chunk: int = 1000
     for start in range(0, len(entries), chunk):
         pipe = client.pipeline(transaction=False)
         for payload in entries[start : start + chunk]:
-            pipe.xadd(bus.EVENT_STREAM, {bus.EVENTS_FIELD: payload})
+            pipe.xadd(names.EVENT_STREAM, {names.EVENTS_FIELD: payload})
         ids.extend(pipe.execute())
     return ids

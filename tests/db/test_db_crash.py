@@ -15,7 +15,7 @@ import pytest
 import redis
 from db_events import make_events, xadd_entries
 
-from exchange import bus
+from exchange import names
 from exchange.db import consumer
 from exchange.markets import MarketConfig
 
@@ -57,7 +57,7 @@ def _wait(predicate, what: str, process: subprocess.Popen, log_path: Path) -> No
 
 
 def _drained(client: redis.Redis) -> bool:
-    for group in client.xinfo_groups(bus.EVENT_STREAM):
+    for group in client.xinfo_groups(names.EVENT_STREAM):
         if group["name"] == consumer.EVENTS_GROUP.encode():
             return group["pending"] == 0 and group["lag"] == 0
     return False

@@ -14,7 +14,7 @@ import redis
 import trio
 from db_events import EventLog, make_events, xadd_entries
 
-from exchange import bus
+from exchange import names
 from exchange.db import consumer, program
 from exchange.db.migrate import migrate
 from exchange.dev.localservers import PostgresServer
@@ -46,7 +46,7 @@ def _drained(settings: Settings) -> bool:
     """Every entry of the stream delivered to the group and acknowledged."""
     client = _redis(settings)
     try:
-        groups = client.xinfo_groups(bus.EVENT_STREAM)
+        groups = client.xinfo_groups(names.EVENT_STREAM)
     except redis.ResponseError:
         return False
     finally:
@@ -172,12 +172,12 @@ async def test_pending_entries_of_a_dead_consumer_are_claimed(
 ) -> None:
     client = _redis(writer_settings)
     xadd_entries(client, events.entries)
-    client.xgroup_create(bus.EVENT_STREAM, consumer.EVENTS_GROUP, id="0")
+    client.xgroup_create(names.EVENT_STREAM, consumer.EVENTS_GROUP, id="0")
     # Another writer read a third of the entries, then died without acknowledging them.
     taken = client.xreadgroup(
         consumer.EVENTS_GROUP,
         "dead-writer",
-        {bus.EVENT_STREAM: ">"},
+        {names.EVENT_STREAM: ">"},
         count=len(events.entries) // 3,
     )
     assert len(taken[0][1]) == len(events.entries) // 3
@@ -190,9 +190,9 @@ async def test_own_pending_entries_are_written_after_a_restart(
 ) -> None:
     client = _redis(writer_settings)
     xadd_entries(client, events.entries)
-    client.xgroup_create(bus.EVENT_STREAM, consumer.EVENTS_GROUP, id="0")
+    client.xgroup_create(names.EVENT_STREAM, consumer.EVENTS_GROUP, id="0")
     # This consumer read everything before its last run died: nothing would arrive as new.
-    client.xreadgroup(consumer.EVENTS_GROUP, writer_settings.db_consumer, {bus.EVENT_STREAM: ">"})
+    client.xreadgroup(consumer.EVENTS_GROUP, writer_settings.db_consumer, {names.EVENT_STREAM: ">"})
     settings = Settings(
         redis_url=writer_settings.redis_url,
         database_url=writer_settings.database_url,
@@ -208,19 +208,19 @@ async def test_written_entries_are_trimmed_but_never_pending_ones(
     client = _redis(writer_settings)
     ids = xadd_entries(client, events.entries)
     skipped = 7  # the group starts after these: nobody needs them
-    client.xgroup_create(bus.EVENT_STREAM, consumer.EVENTS_GROUP, id=ids[skipped - 1])
+    client.xgroup_create(names.EVENT_STREAM, consumer.EVENTS_GROUP, id=ids[skipped - 1])
     # A live peer holds the next 5 entries (pending, not idle long enough to be claimed).
-    held = client.xreadgroup(consumer.EVENTS_GROUP, "peer", {bus.EVENT_STREAM: ">"}, count=5)
+    held = client.xreadgroup(consumer.EVENTS_GROUP, "peer", {names.EVENT_STREAM: ">"}, count=5)
     settings = attrs.evolve(writer_settings, db_claim_idle_s=3600.0)
     async with trio.open_nursery() as nursery:
         stats = await nursery.start(program.run, settings)
         await _wait_for(lambda: stats.entries == len(ids) - skipped - 5, "the rest written")
         # Trimmed up to the peer's oldest pending entry, and no further.
         await _wait_for(lambda: stats.trimmed == skipped, "trimmed to the pending entries")
-        assert client.xrange(bus.EVENT_STREAM, count=1)[0][0] == ids[skipped]
-        assert client.xlen(bus.EVENT_STREAM) == len(ids) - skipped
-        client.xack(bus.EVENT_STREAM, consumer.EVENTS_GROUP, *[i for i, _ in held[0][1]])
-        await _wait_for(lambda: client.xlen(bus.EVENT_STREAM) == 0, "everything trimmed")
+        assert client.xrange(names.EVENT_STREAM, count=1)[0][0] == ids[skipped]
+        assert client.xlen(names.EVENT_STREAM) == len(ids) - skipped
+        client.xack(names.EVENT_STREAM, consumer.EVENTS_GROUP, *[i for i, _ in held[0][1]])
+        await _wait_for(lambda: client.xlen(names.EVENT_STREAM) == 0, "everything trimmed")
         nursery.cancel_scope.cancel()
     assert stats.trimmed == len(ids)
 
@@ -244,7 +244,7 @@ async def test_bad_entries_go_to_the_dead_letter_stream(
     stats = await run_until_drained(writer_settings)
     assert stats.dead == 3
     dead = client.xrange(consumer.DEAD_LETTER_STREAM)
-    assert sorted(fields[bus.EVENTS_FIELD] for _, fields in dead) == sorted(
+    assert sorted(fields[names.EVENTS_FIELD] for _, fields in dead) == sorted(
         [b"{not json", orjson.dumps([refused]), orjson.dumps([{"type": "trade"}])]
     )
     assert all(b"error" in fields for _, fields in dead)

@@ -14,12 +14,12 @@ from typing import Any
 import trio
 
 from exchange import codec
-from exchange.bus import BODY_FIELD, REPLY_TO_FIELD, REQUEST_ID_FIELD, parse_id
 from exchange.engine.outputs import BatchOutput
 from exchange.engine.ports import LogInfo
 from exchange.engine.redis_log import READ_BLOCK_MS
 from exchange.engine.snapshots_store import StoredSnapshot
 from exchange.errors import ServiceUnavailable
+from exchange.names import BODY_FIELD, REPLY_TO_FIELD, REQUEST_ID_FIELD, parse_id
 
 
 class Streams:

@@ -8,10 +8,10 @@ import attrs
 import redis
 
 from exchange import codec
-from exchange.bus import BODY_FIELD, COMMAND_STREAM, EVENT_STREAM, EVENTS_FIELD, id_ms
 from exchange.engine.core import Engine
 from exchange.markets import MarketConfig
 from exchange.models import Command, Outcome
+from exchange.names import BODY_FIELD, COMMAND_STREAM, EVENT_STREAM, EVENTS_FIELD, id_ms
 from exchange.views import event_json
 
 

@@ -28,7 +28,6 @@ import redis
 import trio
 
 from exchange import codec
-from exchange.bus import BODY_FIELD, COMMAND_STREAM, FLUSHED_KEY, SNAPSHOT_INDEX_KEY, snapshot_key
 from exchange.dev.flow import Flow
 from exchange.engine import snapshot
 from exchange.engine.snapshots_store import decode_record
@@ -36,6 +35,7 @@ from exchange.errors import EngineTimeout, ServiceUnavailable
 from exchange.gateway import open_gateway
 from exchange.markets import load_config
 from exchange.models import GetBalances, GetOpenOrders, PlaceOrder
+from exchange.names import BODY_FIELD, COMMAND_STREAM, FLUSHED_KEY, SNAPSHOT_INDEX_KEY, snapshot_key
 
 from .helpers import read_events, read_log, reference_from_log
 

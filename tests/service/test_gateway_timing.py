@@ -7,7 +7,10 @@ import pytest
 import trio
 
 from exchange import codec
-from exchange.bus import (
+from exchange.errors import EngineTimeout, ErrorCode, ServiceUnavailable
+from exchange.gateway import HEARTBEAT_POLL_S, HEARTBEAT_STALE_S, open_gateway
+from exchange.models import Deposit, GetBalances, Rejection
+from exchange.names import (
     BODY_FIELD,
     COMMAND_STREAM,
     HEARTBEAT_KEY,
@@ -16,9 +19,6 @@ from exchange.bus import (
     REQUEST_ID_FIELD,
     reply_stream,
 )
-from exchange.errors import EngineTimeout, ErrorCode, ServiceUnavailable
-from exchange.gateway import HEARTBEAT_POLL_S, HEARTBEAT_STALE_S, open_gateway
-from exchange.models import Deposit, GetBalances, Rejection
 
 from .fakes import FakeBus
 

@@ -6,13 +6,13 @@ import pytest
 import redis
 import trio
 
-from exchange.bus import FLUSHED_KEY
 from exchange.dev.localservers import RedisServer
 from exchange.engine import program as engine_program
 from exchange.errors import EngineTimeout, ServiceUnavailable
 from exchange.gateway import open_gateway
 from exchange.markets import load_config
 from exchange.models import Deposit, GetBalances
+from exchange.names import FLUSHED_KEY
 from exchange.settings import Settings
 
 from .helpers import read_events, read_log, reference_from_log

@@ -8,22 +8,7 @@ import redis
 import trio
 
 from exchange import codec
-from exchange.bus import (
-    BODY_FIELD,
-    COMMAND_STREAM,
-    FLUSHED_KEY,
-    REPLY_TO_FIELD,
-    REQUEST_ID_FIELD,
-    SNAPSHOT_INDEX_KEY,
-    RedisBridge,
-    id_ms,
-    market_channel,
-    open_subscriber,
-    parse_id,
-    reply_stream,
-    snapshot_key,
-    user_channel,
-)
+from exchange.bus import RedisBridge
 from exchange.dev.flow import Flow
 from exchange.engine import program as engine_program
 from exchange.engine.redis_log import RedisLog
@@ -48,6 +33,21 @@ from exchange.models import (
     Rejection,
     Side,
 )
+from exchange.names import (
+    BODY_FIELD,
+    COMMAND_STREAM,
+    FLUSHED_KEY,
+    REPLY_TO_FIELD,
+    REQUEST_ID_FIELD,
+    SNAPSHOT_INDEX_KEY,
+    id_ms,
+    market_channel,
+    parse_id,
+    reply_stream,
+    snapshot_key,
+    user_channel,
+)
+from exchange.pubsub import open_subscriber
 from exchange.settings import Settings
 
 from .helpers import push_commands, read_events, read_log, reference_from_log

@@ -10,12 +10,12 @@ import pytest
 import trio
 
 from exchange import codec
-from exchange.bus import BODY_FIELD, REPLY_TO_FIELD, REQUEST_ID_FIELD
 from exchange.engine import snapshot
 from exchange.engine.service import HEARTBEAT_INTERVAL_S, EngineService
 from exchange.errors import ErrorCode
 from exchange.markets import load_config
 from exchange.models import Deposit, GetBalances, Rejection
+from exchange.names import BODY_FIELD, REPLY_TO_FIELD, REQUEST_ID_FIELD
 
 from .fakes import FakeLog, FakeSnapshots
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import orjson
 import trio
 
-from exchange.bus import RedisBridge, market_channel, open_subscriber
+from exchange.bus import RedisBridge
 from exchange.markets import load_config
+from exchange.names import market_channel
+from exchange.pubsub import open_subscriber
 from exchange.surfaces.native.ws_topics import NativeTopics
 from exchange.ws.frames import Frame
 from exchange.ws.hub import Hub

@@ -15,7 +15,6 @@ import trio
 from ws_helpers import CONFIG, Client, connect, publish_market, ws_server
 
 from exchange import views
-from exchange.bus import market_channel
 from exchange.db import program as db_writer
 from exchange.db.migrate import migrate
 from exchange.dev.flow import Flow
@@ -23,6 +22,7 @@ from exchange.engine import program as engine_program
 from exchange.gateway import open_gateway
 from exchange.history.queries import HistoryQueries, open_history_reader
 from exchange.models import Deposit, GetDepth, OrderView, PlaceOrder, Side, TradeExecuted
+from exchange.names import market_channel
 from exchange.settings import Settings
 from exchange.surfaces.native.ws_topics import NativeTopics
 from exchange.ws.hub import Hub

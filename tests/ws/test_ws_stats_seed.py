@@ -9,7 +9,6 @@ from typing import Any
 import orjson
 import pytest
 
-from exchange.bus import market_channel, user_channel
 from exchange.markets import load_config
 from exchange.marketstats import (
     BUCKET_MS,
@@ -24,6 +23,7 @@ from exchange.marketstats import (
     kline_from_row,
 )
 from exchange.money import MoneyError
+from exchange.names import market_channel, user_channel
 from exchange.surfaces.native.ws_topics import NativeTopics
 from exchange.ws.hub import Hub
 from exchange.ws.seed import first_trade_id

@@ -18,7 +18,6 @@ from ws_helpers import (
     ws_server,
 )
 
-from exchange.bus import market_channel, user_channel
 from exchange.models import (
     BalanceChanged,
     OrderStatus,
@@ -30,6 +29,7 @@ from exchange.models import (
     TimeInForce,
     TradeExecuted,
 )
+from exchange.names import market_channel, user_channel
 from exchange.ws.server import Options
 from exchange.ws.session import Limits
 

@@ -15,9 +15,9 @@ import pytest
 import trio
 from ws_helpers import connect, numsub, publish_market, wait_numsub
 
-from exchange.bus import market_channel
 from exchange.dev.localservers import free_port
 from exchange.models import Side, TradeExecuted
+from exchange.names import market_channel
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKET = "TATA_INR"

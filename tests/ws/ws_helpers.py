@@ -13,9 +13,9 @@ import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from exchange import views
-from exchange.bus import market_channel, user_channel
 from exchange.markets import load_config
 from exchange.models import Event
+from exchange.names import market_channel, user_channel
 from exchange.settings import Settings
 from exchange.ws.server import Options, run
 

@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 from trio_websocket import WebSocketConnection
 
-from exchange.bus import market_channel, user_channel
 from exchange.markets import MarketConfig
 from exchange.marketstats import INTERVALS_MS
+from exchange.names import market_channel, user_channel
 from exchange.surfaces.backpack import signing
 from exchange.surfaces.backpack.ws_stream import PRIVATE_TOPICS, BackpackTopics, hub_topic
 from exchange.ws.frames import Frame

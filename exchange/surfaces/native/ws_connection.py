@@ -18,9 +18,9 @@ from typing import Any
 import attrs
 from trio_websocket import WebSocketConnection
 
-from exchange.bus import market_channel, user_channel
 from exchange.errors import ErrorCode
 from exchange.markets import MarketConfig
+from exchange.names import market_channel, user_channel
 from exchange.surfaces.native.ws_auth import Authenticator
 from exchange.surfaces.native.ws_protocol import (
     ProtocolError,
