@@ -150,6 +150,16 @@ def event_key(data: dict) -> tuple[str, int] | None:
     return None
 
 
+def bus_event_key(event: dict) -> tuple[str, int] | None:
+    """:func:`event_key` of an event as the engine publishes it (``codec.event_message``)."""
+    kind = event.get("record")
+    if kind == "TradeExecuted":
+        return "trade", event["trade_id"]
+    if kind == "DepthChanged":
+        return "depth", event["last_update_id"]
+    return None
+
+
 class BusListener:
     """A plain Redis subscriber to the market's channel, in the probes' loop and clock: when it
     sees an event is when the engine published it (plus one Redis hop)."""
@@ -162,7 +172,7 @@ class BusListener:
     def drain(self, now_ms: float, tally: Tally) -> None:
         while (message := self.pubsub.get_message(timeout=0.0)) is not None:
             for event in orjson.loads(message["data"]):
-                key = event_key(event)
+                key = bus_event_key(event)
                 if key is not None:
                     tally.bus_seen.setdefault(key, now_ms)
                     if tally.measuring:

@@ -76,6 +76,23 @@ def decode(raw: bytes | str) -> Any:
     return from_message(orjson.loads(raw))
 
 
+def event_message(event: models.Event, seq: int) -> dict:
+    """An engine event as it travels on the events stream and the pub/sub channels: its tagged
+    message (integers of ticks, lots and minor units) with the ``seq`` of the command that
+    caused it. Consumers render decimals themselves, once, on the way out."""
+    data = to_message(event)
+    data["seq"] = seq
+    return data
+
+
+def decode_events(raw: bytes | str) -> list[Any]:
+    """The event records of one published message (an array of :func:`event_message`).
+
+    Raises ``cattrs`` errors, KeyError or ``orjson.JSONDecodeError`` on bad input.
+    """
+    return [from_message(data) for data in orjson.loads(raw)]
+
+
 def dumps(data: Any) -> bytes:
     """Plain JSON out (orjson)."""
     return orjson.dumps(data)

@@ -105,7 +105,8 @@ def depth_json(config: MarketConfig, depth: Depth) -> dict[str, Any]:
 
 
 def event_json(config: MarketConfig, event: Event) -> dict[str, Any]:
-    """An engine event as it travels on the events stream and the pub/sub channels.
+    """An engine event in the contract's words, as the ws surfaces render it from the records
+    they decode (the bus itself carries integers: :func:`exchange.codec.event_message`).
 
     Public fields as the contract names them, plus the private ones downstream needs
     (owners, order ids); consumers pick what they publish.

@@ -55,6 +55,7 @@ from exchange.db.copy_batch import copy_rows, settle_candles, trade_span
 from exchange.db.rows import BadEntry, EntryRows, decode_entry, merge
 from exchange.errors import ServiceUnavailable
 from exchange.history import pg
+from exchange.markets import MarketConfig
 from exchange.retry import OnFailure, retry
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class Unsettled:
             self.newest_ms = max(self.newest_ms, span[1])
 
 
-def _decode(entries: list, asked: int) -> Batch:
+def _decode(entries: list, asked: int, config: MarketConfig) -> Batch:
     ids: list[bytes] = []
     good: list[tuple[bytes, dict, EntryRows]] = []
     bad: list[tuple[bytes, dict | None, str]] = []
@@ -134,7 +135,7 @@ def _decode(entries: list, asked: int) -> Batch:
             log.warning("events entry %s is gone from the stream; acknowledging it", entry_id)
             continue
         try:
-            good.append((entry_id, fields, decode_entry(fields)))
+            good.append((entry_id, fields, decode_entry(fields, config)))
         except BadEntry as exc:
             bad.append((entry_id, fields, str(exc)))
     merged = merge(rows for _, _, rows in good)
@@ -152,8 +153,10 @@ class EventWriter:
         consumer: str,
         read_count: int,
         claim_idle_s: float,
+        config: MarketConfig,
     ) -> None:
         self.redis = redis_bridge
+        self.config = config  # the markets, to render the events' money for PostgreSQL
         self.db = db
         self.consumer = consumer
         self.read_count = read_count
@@ -190,7 +193,7 @@ class EventWriter:
                 count=self.read_count,
                 block=READ_BLOCK_MS if start == ">" else None,
             )
-            return _decode(reply[0][1] if reply else [], self.read_count)
+            return _decode(reply[0][1] if reply else [], self.read_count, self.config)
 
         while True:
             try:
@@ -215,7 +218,7 @@ class EventWriter:
                 start_id=cursor,
                 count=self.read_count,
             )
-            return reply[0], _decode(reply[1], self.read_count)
+            return reply[0], _decode(reply[1], self.read_count, self.config)
 
         return await self.redis.call(claim_and_decode)
 

@@ -22,6 +22,7 @@ from exchange.db.copy_batch import prepare_connection
 from exchange.db.migrate import migrate, storage_mode
 from exchange.errors import ConfigError
 from exchange.history import pg
+from exchange.markets import load_config
 from exchange.programs import cancel_on_stop_signal, configure_logging, tune_gc
 from exchange.retry import retry
 from exchange.settings import Settings
@@ -75,6 +76,7 @@ async def run(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> No
         consumer=settings.db_consumer,
         read_count=settings.db_read_count,
         claim_idle_s=settings.db_claim_idle_s,
+        config=load_config(settings.markets_file),
     )
     try:
         await retrying("create the consumer group", writer.ensure_group)

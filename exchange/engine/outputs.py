@@ -1,8 +1,11 @@
 """What one engine batch sends out, as plain data: replies, events and channel updates.
 
 The service fills a :class:`BatchOutput` while it applies a batch; the Redis side turns it into
-one MULTI/EXEC (see :mod:`exchange.engine.service`). Keeping this free of I/O lets the shell's
+one MULTI/EXEC (:mod:`exchange.engine.redis_log`; why, in :mod:`exchange.engine.service`). Keeping this free of I/O lets the shell's
 tests check exactly what a batch would write.
+
+Events travel as the codec's integer records (:func:`exchange.codec.event_message`): the
+engine renders no decimal text; each consumer renders what it sends out, once.
 
 Routing: every event goes to the events stream (the db writer's input) with the engine ``seq`` of
 the command that caused it; depth and trade events also go to their market's channel, order and
@@ -15,19 +18,14 @@ from __future__ import annotations
 from typing import Any
 
 from exchange import codec
-from exchange.markets import MarketConfig
-from exchange.models import OrderUpdated, Outcome
+from exchange.models import DepthChanged, OrderUpdated, Outcome, TradeExecuted
 from exchange.names import REPLY_TO_FIELD, REQUEST_ID_FIELD, market_channel, user_channel
-from exchange.views import event_json
-
-_MARKET_EVENTS = frozenset(("trade", "depth"))
 
 
 class BatchOutput:
     """Everything one batch writes; ``last_command_id`` is None when it applied no command."""
 
     __slots__ = (
-        "config",
         "replies",
         "events",
         "channels",
@@ -37,8 +35,7 @@ class BatchOutput:
         "heartbeat",
     )
 
-    def __init__(self, config: MarketConfig) -> None:
-        self.config = config
+    def __init__(self) -> None:
         # reply_to instance → {request id → codec-encoded reply}
         self.replies: dict[bytes, dict[bytes, bytes]] = {}
         self.events: list[dict[str, Any]] = []
@@ -61,20 +58,18 @@ class BatchOutput:
     def add(self, fields: dict[bytes, bytes], seq: int, outcome: Outcome) -> None:
         """Queue an applied command's reply and route its events."""
         self.reply(fields, codec.encode(outcome.reply))
-        config = self.config
         events = self.events
         channels = self.channels
         for event in outcome.events:
-            data = event_json(config, event)
-            data["seq"] = seq
+            data = codec.event_message(event, seq)
             events.append(data)
-            kind = data["type"]
-            if kind in _MARKET_EVENTS:
-                channel = market_channel(data["market"])
-            elif type(event) is OrderUpdated:
+            kind = type(event)
+            if kind is TradeExecuted or kind is DepthChanged:
+                channel = market_channel(event.market)
+            elif kind is OrderUpdated:
                 channel = user_channel(event.order.user_id)
             else:
-                channel = user_channel(data["user_id"])
+                channel = user_channel(event.user_id)
             queued = channels.get(channel)
             if queued is None:
                 channels[channel] = [data]

@@ -80,9 +80,7 @@ from exchange.retry import retry
 log = logging.getLogger(__name__)
 
 REPLAY_CHUNK = 2_000
-HEARTBEAT_INTERVAL_S = (
-    1.0  # when idle; busy batches carry one each (key TTL: names.HEARTBEAT_TTL_MS)
-)
+HEARTBEAT_INTERVAL_S = 1.0  # when idle; busy batches carry one each (key TTL: HEARTBEAT_TTL_MS)
 SHUTDOWN_TIMEOUT_S = 10.0
 START_ID = b"0-0"
 
@@ -353,7 +351,7 @@ class EngineService:
         out.reply(fields, codec.encode(reply))
 
     def _heartbeat_output(self) -> BatchOutput:
-        out = BatchOutput(self.config)
+        out = BatchOutput()
         out.heartbeat = {
             "seq": self.engine.seq,
             "log_id": self.last_id.decode(),

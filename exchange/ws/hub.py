@@ -31,14 +31,14 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
-import orjson
 import trio
 
+from exchange import codec
 from exchange.markets import MarketConfig
 from exchange.marketstats import MarketStats
-from exchange.models import Depth
+from exchange.models import Depth, Event
 from exchange.names import MARKET_CHANNEL_PREFIX, USER_CHANNEL_PREFIX, market_channel
 from exchange.pubsub import Subscriber
 from exchange.retry import retry
@@ -68,11 +68,12 @@ class DepthWaiter(Protocol):
 class Surface(Protocol):
     """A surface's rendering of the engine's events, called inside the hub's dispatch in the
     order given (the native one first: it folds the trades into :attr:`Hub.stats`). It
-    publishes to its own topics with :meth:`Hub.publish`; it must not block."""
+    publishes to its own topics with :meth:`Hub.publish`; it must not block. Events are the
+    engine's records (integers); each surface renders its own shapes from them."""
 
-    def market_events(self, hub: Hub, symbol: str, events: list[dict[str, Any]]) -> None: ...
+    def market_events(self, hub: Hub, symbol: str, events: list[Event]) -> None: ...
 
-    def user_events(self, hub: Hub, user_id: str, events: list[dict[str, Any]]) -> None: ...
+    def user_events(self, hub: Hub, user_id: str, events: list[Event]) -> None: ...
 
 
 def private_topic(stream: str, user_id: str) -> str:
@@ -276,7 +277,7 @@ class Hub:
             return
         self.messages_in += 1
         try:
-            events = orjson.loads(data)
+            events = codec.decode_events(data)
             if channel.startswith(MARKET_PREFIX):
                 symbol = channel[len(MARKET_PREFIX) :]
                 for surface in self.surfaces:

@@ -28,11 +28,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-import orjson
 import trio
 
+from exchange import codec
 from exchange.history.queries import StatsSeed, open_history_reader
 from exchange.marketstats import BUCKET_MS, WINDOW_MS
+from exchange.models import TradeExecuted
 from exchange.surfaces.native.ws_auth import wall_clock_ms
 from exchange.ws.hub import Hub
 
@@ -117,8 +118,7 @@ def first_trade_id(messages: Iterable[tuple[str, bytes]]) -> int | None:
     first = None
     for _channel, data in messages:
         try:
-            events = orjson.loads(data)
-            ids = [e["id"] for e in events if e.get("type") == "trade"]
+            ids = [e.trade_id for e in codec.decode_events(data) if type(e) is TradeExecuted]
         except Exception:  # dispatch reports bad messages; here they just carry no trade
             continue
         if ids and (first is None or min(ids) < first):

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from exchange.markets import load_config
-from exchange.models import Depth
+from exchange.models import Depth, DepthChanged
 from exchange.surfaces.backpack.book import Applied, BookTracker, Top
 from exchange.surfaces.backpack.book_ticker import BookTickers, hub_topic
 
@@ -16,17 +16,9 @@ CONFIG = load_config()
 MARKET = CONFIG.markets["TATA_INR"]  # tick 0.01, lot 0.01
 
 
-def diff(first: int, last: int, bids=(), asks=(), ts: int = 1_000) -> dict[str, Any]:
-    """A published depth event; levels as (ticks, lots)."""
-    return {
-        "type": "depth",
-        "market": "TATA_INR",
-        "first_update_id": first,
-        "last_update_id": last,
-        "bids": [[MARKET.format_price(p), MARKET.format_quantity(q)] for p, q in bids],
-        "asks": [[MARKET.format_price(p), MARKET.format_quantity(q)] for p, q in asks],
-        "timestamp": ts,
-    }
+def diff(first: int, last: int, bids=(), asks=(), ts: int = 1_000) -> DepthChanged:
+    """An engine depth event; levels as (ticks, lots)."""
+    return DepthChanged("TATA_INR", first, last, tuple(bids), tuple(asks), ts)
 
 
 def snapshot(last: int, bids=(), asks=(), ts: int = 1_000) -> Depth:

@@ -2,7 +2,7 @@
 
 A seeded :class:`~exchange.dev.flow.Flow` makes the commands; a fresh engine applies them
 with the flow's stamps, and every ``batch_commands`` commands become one entry, as the engine
-service writes them: field ``events`` = JSON array of ``event_json`` dicts plus ``seq``.
+service writes them: field ``events`` = JSON array of ``codec.event_message`` dicts (with ``seq``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import attrs
 import orjson
 import redis
 
-from exchange import names
+from exchange import codec, names
 from exchange.dev.flow import Flow, Mix, stamp
 from exchange.engine.core import Engine
 from exchange.markets import MarketConfig
@@ -64,9 +64,8 @@ def make_events(
         seq += 1
         seq_, ts = stamp(seq)
         for event in engine.apply(command, seq=seq_, ts=ts).events:
-            rendered = event_json(config, event)
-            rendered["seq"] = seq_
-            pending.append(rendered)
+            pending.append(codec.event_message(event, seq_))
+            rendered = event_json(config, event)  # what PostgreSQL must hold, as decimals
             if rendered["type"] == "trade":
                 log.trades[rendered["id"]] = rendered
             elif rendered["type"] == "order":

@@ -51,7 +51,7 @@ async def _everything(url: str, rows: EntryRows, now: datetime) -> dict:
 
 def _events(config: MarketConfig, commands: int) -> EntryRows:
     log = make_events(config, seed=11, commands=commands)
-    return merge(decode_entry({b"events": entry}) for entry in log.entries)
+    return merge(decode_entry({b"events": entry}, config) for entry in log.entries)
 
 
 async def test_compressed_history_reads_the_same(

@@ -25,10 +25,14 @@ def events(config: MarketConfig) -> EventLog:
 
 
 @pytest.fixture
-async def queries(conn: psycopg.Connection, migrated_url: str, events: EventLog):
+async def queries(
+    conn: psycopg.Connection, migrated_url: str, events: EventLog, config: MarketConfig
+):
     copy_batch.prepare_connection(conn)
     for start in range(0, len(events.entries), 10):
-        rows = merge(decode_entry({b"events": e}) for e in events.entries[start : start + 10])
+        rows = merge(
+            decode_entry({b"events": e}, config) for e in events.entries[start : start + 10]
+        )
         copy_batch.write_rows(conn, rows)
     async with HistoryQueries(migrated_url) as history:
         yield history

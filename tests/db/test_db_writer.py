@@ -230,8 +230,9 @@ async def test_bad_entries_go_to_the_dead_letter_stream(
 ) -> None:
     client = _redis(writer_settings)
     good = events.entries[:10]
-    trade = next(iter(events.trades.values()))
-    refused = dict(trade, id=10**9, price="not a number")  # decodes, but PostgreSQL refuses it
+    trade = next(e for entry in good for e in orjson.loads(entry) if e["record"] == "TradeExecuted")
+    # decodes, but PostgreSQL refuses it (an order id beyond bigint)
+    refused = dict(trade, trade_id=10**9, buy_order_id=2**63)
     entries = [
         good[0],
         b"{not json",
@@ -261,8 +262,8 @@ def make_expected(events: EventLog, entries: list[bytes]) -> EventLog:
     log = EventLog()
     for payload in entries:
         for event in orjson.loads(payload):
-            if event["type"] == "trade":
-                log.trades[event["id"]] = event
+            if event["record"] == "TradeExecuted":
+                log.trades[event["trade_id"]] = events.trades[event["trade_id"]]
     return log
 
 

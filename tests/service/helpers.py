@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import orjson
 import redis
 
 from exchange import codec
@@ -12,7 +13,6 @@ from exchange.engine.core import Engine
 from exchange.markets import MarketConfig
 from exchange.models import Command, Outcome
 from exchange.names import BODY_FIELD, COMMAND_STREAM, EVENT_STREAM, EVENTS_FIELD, id_ms
-from exchange.views import event_json
 
 
 @attrs.define
@@ -23,14 +23,13 @@ class Reference:
     outcomes: dict[bytes, tuple[Command, Outcome, int]]  # entry id → (command, outcome, seq)
 
     def events_json(self) -> list[dict[str, Any]]:
-        """Every event, rendered as on the events stream, in log order."""
-        rendered = []
-        for _command, outcome, seq in self.outcomes.values():
-            for event in outcome.events:
-                data = event_json(self.engine.config, event)
-                data["seq"] = seq
-                rendered.append(data)
-        return rendered
+        """Every event as on the events stream (after a JSON round trip), in log order."""
+        messages = [
+            codec.event_message(event, seq)
+            for _command, outcome, seq in self.outcomes.values()
+            for event in outcome.events
+        ]
+        return orjson.loads(orjson.dumps(messages))
 
 
 def reference_from_log(config: MarketConfig, entries: list[tuple[bytes, dict]]) -> Reference:
@@ -54,8 +53,6 @@ def read_log(client: redis.Redis) -> list[tuple[bytes, dict]]:
 
 def read_events(client: redis.Redis) -> list[dict[str, Any]]:
     """Every event on the events stream, in order."""
-    import orjson
-
     return [
         event
         for _id, fields in client.xrange(EVENT_STREAM)

@@ -194,8 +194,8 @@ async def test_kill_9_loses_and_repeats_nothing(redis_url, tmp_path):
     # Outputs: every event once, in order, though the engine died mid-stream four times.
     events = read_events(client)
     assert events == reference.events_json()
-    trades = [event for event in events if event["type"] == "trade"]
-    assert [t["id"] for t in trades] == list(range(1, reference.engine.next_trade_id))
+    trades = [event for event in events if event["record"] == "TradeExecuted"]
+    assert [t["trade_id"] for t in trades] == list(range(1, reference.engine.next_trade_id))
 
     # The final clean stop left a snapshot of exactly the reference's state.
     newest = client.lrange(SNAPSHOT_INDEX_KEY, 0, 0)[0]

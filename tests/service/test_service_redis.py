@@ -23,6 +23,7 @@ from exchange.models import (
     CancelOrder,
     Deposit,
     Depth,
+    DepthChanged,
     GetBalances,
     GetDepth,
     GetOpenOrders,
@@ -32,6 +33,7 @@ from exchange.models import (
     PlaceOrder,
     Rejection,
     Side,
+    TradeExecuted,
 )
 from exchange.names import (
     BODY_FIELD,
@@ -128,11 +130,17 @@ async def test_batch_outputs_reach_the_events_stream_and_channels(engine_service
             while len(market) < 3 or user_channel("bob") not in received:
                 channel, data = await subscriber.receive()
                 received.setdefault(channel, []).extend(orjson.loads(data))
-    assert [e["type"] for e in market] == ["depth", "trade", "depth"]
-    assert market[1]["price"] == "100" and market[1]["seq"] == 4
+    # the codec's integer records: price 10_000 ticks, not "100"
+    assert [e["record"] for e in market] == ["DepthChanged", "TradeExecuted", "DepthChanged"]
+    assert market[1]["price"] == 10_000 and market[1]["seq"] == 4
     alice = received[user_channel("alice")]
-    assert {e["type"] for e in alice} == {"order", "balance"}
-    assert all(e["user_id"] == "alice" for e in alice)
+    assert {e["record"] for e in alice} == {"OrderUpdated", "BalanceChanged"}
+    assert all(e.get("user_id", e.get("order", {}).get("user_id")) == "alice" for e in alice)
+    assert [type(e) for e in codec.decode_events(orjson.dumps(market))] == [
+        DepthChanged,
+        TradeExecuted,
+        DepthChanged,
+    ]
     events = read_events(client)
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
     reference = reference_from_log(CONFIG, read_log(client))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import orjson
 import trio
+from ws_helpers import trade
 
+from exchange import codec
 from exchange.bus import RedisBridge
 from exchange.markets import load_config
 from exchange.names import market_channel
@@ -34,17 +36,10 @@ def payload(frame: Frame) -> dict:
 
 
 def trade_message(trade_id: int) -> bytes:
-    event = {
-        "type": "trade",
-        "id": trade_id,
-        "market": MARKET,
-        "price": "1",
-        "quantity": "0.01",
-        "quote_quantity": "0.01",
-        "is_buyer_maker": True,
-        "timestamp": 1_700_000_000_000 + trade_id,
-    }
-    return orjson.dumps([event])
+    event = trade(
+        trade_id, market=MARKET, price=100, quantity=1, timestamp=1_700_000_000_000 + trade_id
+    )
+    return orjson.dumps([codec.event_message(event, seq=trade_id)])
 
 
 async def test_messages_that_arrived_together_go_out_in_one_delivery(redis_url):

@@ -12,16 +12,16 @@ from typing import Any
 import orjson
 import pytest
 import trio
-from ws_helpers import CONFIG, Client, connect, publish_market, ws_server
+from ws_helpers import CONFIG, Client, connect, publish_market, trade, ws_server
 
-from exchange import views
+from exchange import codec
 from exchange.db import program as db_writer
 from exchange.db.migrate import migrate
 from exchange.dev.flow import Flow
 from exchange.engine import program as engine_program
 from exchange.gateway import open_gateway
 from exchange.history.queries import HistoryQueries, open_history_reader
-from exchange.models import Deposit, GetDepth, OrderView, PlaceOrder, Side, TradeExecuted
+from exchange.models import Deposit, GetDepth, OrderView, PlaceOrder, Side
 from exchange.names import market_channel
 from exchange.settings import Settings
 from exchange.surfaces.native.ws_topics import NativeTopics
@@ -110,22 +110,6 @@ async def test_a_new_server_starts_from_the_stored_history(stack: Settings) -> N
                 assert frames[f"kline_{interval}@{MARKET}"] == latest
 
 
-def _trade(trade_id: int) -> TradeExecuted:
-    return TradeExecuted(
-        trade_id=trade_id,
-        market=MARKET,
-        price=10_000,
-        quantity=100,
-        quote_quantity=CONFIG.markets[MARKET].quote_units(10_000, 100),
-        taker_side=Side.SELL,
-        buy_order_id=1,
-        sell_order_id=2,
-        buyer_id="b",
-        seller_id="s",
-        timestamp=1_700_000_000_000,
-    )
-
-
 @pytest.mark.parametrize("broken", ["unreachable", "not migrated"])
 async def test_without_a_database_the_server_starts_unseeded(
     redis_url: str, database_url: str, broken: str
@@ -134,7 +118,7 @@ async def test_without_a_database_the_server_starts_unseeded(
     with trio.fail_after(POLL_TIMEOUT_S):
         async with ws_server(redis_url, database_url=url) as port, connect(port) as client:
             await client.subscribe(f"ticker@{MARKET}")
-            await publish_market(redis_url, MARKET, [_trade(5)])
+            await publish_market(redis_url, MARKET, [trade(5)])
             frame = await client.recv()
             assert frame["data"]["trades"] == 1 and frame["data"]["last_price"] == "100"
 
@@ -148,7 +132,7 @@ async def test_held_trades_go_live_and_a_lagging_writer_is_reported(
     hub = Hub(CONFIG, subscriber=None, fetch_depth=None, surfaces=[NativeTopics(CONFIG)])  # type: ignore[arg-type]
     hub.hold_market_messages()
     for trade_id in (first_held, first_held + 1):
-        event = views.event_json(CONFIG, _trade(trade_id))
+        event = codec.event_message(trade(trade_id), seq=trade_id)
         hub.dispatch(market_channel(MARKET), orjson.dumps([event]))
     with trio.fail_after(POLL_TIMEOUT_S):
         assert await seed_statistics(hub, database_url, catch_up_s=0.3)

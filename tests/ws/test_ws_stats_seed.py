@@ -8,7 +8,9 @@ from typing import Any
 
 import orjson
 import pytest
+from ws_helpers import trade as engine_trade
 
+from exchange import codec
 from exchange.markets import load_config
 from exchange.marketstats import (
     BUCKET_MS,
@@ -179,18 +181,9 @@ def _message(*events: dict[str, Any]) -> bytes:
 def test_hub_holds_market_messages_until_released() -> None:
     hub = Hub(CONFIG, subscriber=None, fetch_depth=None, surfaces=[NativeTopics(CONFIG)])  # type: ignore[arg-type]
     hub.hold_market_messages()
-    trade_event = {
-        "type": "trade",
-        "id": 7,
-        "market": "TATA_INR",
-        "price": "1",
-        "quantity": "0.01",
-        "quote_quantity": "0.01",
-        "is_buyer_maker": True,
-        "timestamp": T0,
-    }
-    hub.dispatch(market_channel("TATA_INR"), _message({"type": "depth"}))
-    hub.dispatch(market_channel("TATA_INR"), _message(trade_event, dict(trade_event, id=8)))
+    trade_event = codec.event_message(engine_trade(7, price=100, quantity=1, timestamp=T0), seq=1)
+    hub.dispatch(market_channel("TATA_INR"), _message({"record": "DepthChanged"}))
+    hub.dispatch(market_channel("TATA_INR"), _message(trade_event, dict(trade_event, trade_id=8)))
     hub.dispatch(user_channel("alice"), _message())  # private channels are never held
     assert hub.held_market_messages is not None and len(hub.held_market_messages) == 2
     assert hub.messages_in == 1
@@ -200,5 +193,5 @@ def test_hub_holds_market_messages_until_released() -> None:
     hub.release_market_messages()
     assert hub.held_market_messages is None
     assert hub.stats["TATA_INR"].window.trades == 1  # only trade 8
-    hub.dispatch(market_channel("TATA_INR"), _message(dict(trade_event, id=9)))
+    hub.dispatch(market_channel("TATA_INR"), _message(dict(trade_event, trade_id=9)))
     assert hub.stats["TATA_INR"].window.trades == 2

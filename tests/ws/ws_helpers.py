@@ -12,9 +12,9 @@ import redis
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from exchange import views
+from exchange import codec
 from exchange.markets import load_config
-from exchange.models import Event
+from exchange.models import Event, Side, TradeExecuted
 from exchange.names import market_channel, user_channel
 from exchange.settings import Settings
 from exchange.ws.server import Options, run
@@ -105,11 +105,37 @@ async def publish(redis_url: str, channel: str, events: list[dict[str, Any]]) ->
 
 
 async def publish_market(redis_url: str, symbol: str, events: list[Event]) -> None:
-    await publish(redis_url, market_channel(symbol), [views.event_json(CONFIG, e) for e in events])
+    await publish(
+        redis_url, market_channel(symbol), [codec.event_message(e, seq=0) for e in events]
+    )
 
 
 async def publish_user(redis_url: str, user_id: str, events: list[Event]) -> None:
-    await publish(redis_url, user_channel(user_id), [views.event_json(CONFIG, e) for e in events])
+    await publish(redis_url, user_channel(user_id), [codec.event_message(e, seq=0) for e in events])
+
+
+def trade(
+    trade_id: int,
+    *,
+    market: str = "TATA_INR",
+    price: int = 10_000,
+    quantity: int = 100,
+    timestamp: int = 1_700_000_000_000,
+) -> TradeExecuted:
+    """A trade as the engine makes them (integer ticks and lots), between placeholder owners."""
+    return TradeExecuted(
+        trade_id=trade_id,
+        market=market,
+        price=price,
+        quantity=quantity,
+        quote_quantity=CONFIG.markets[market].quote_units(price, quantity),
+        taker_side=Side.SELL,
+        buy_order_id=1,
+        sell_order_id=2,
+        buyer_id="b",
+        seller_id="s",
+        timestamp=timestamp,
+    )
 
 
 def numsub(redis_url: str, channel: str) -> int:

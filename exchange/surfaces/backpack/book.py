@@ -5,8 +5,8 @@ depth change, but a diff only names the levels it changed: whether the best leve
 known only with the whole book at hand. So a :class:`BookTracker` keeps every level (integer
 ticks → integer lots, in a ``SortedDict`` per side; exact, no rounding anywhere) and is fed:
 
-- :meth:`BookTracker.apply` for each depth diff (``first_update_id`` … ``last_update_id``,
-  absolute level quantities, ``"0"`` deletes). Until a snapshot has been loaded diffs are only
+- :meth:`BookTracker.apply` for each depth diff (the engine's ``DepthChanged``:
+  ``first_update_id`` … ``last_update_id``, absolute level quantities, 0 deletes). Until a snapshot has been loaded diffs are only
   kept; a diff that does not follow the book's ``last_update_id`` (a lost pub/sub message) drops
   the book and asks for a new snapshot.
 - :meth:`BookTracker.load` for an engine snapshot (``models.Depth``): the kept diffs newer than it
@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import Any
 
 import attrs
 from sortedcontainers import SortedDict
 
 from exchange.markets import Market
-from exchange.models import Depth
-from exchange.money import parse_decimal, to_steps
+from exchange.models import Depth, DepthChanged
 
 # Diffs kept while waiting for a snapshot; past this the oldest go, and the replay then finds a
 # gap and asks for a newer snapshot instead of growing without bound (engine down for long).
@@ -54,7 +52,7 @@ class BookTracker:
         self.bids: SortedDict = SortedDict()  # ticks → lots; best is the last key
         self.asks: SortedDict = SortedDict()  # best is the first key
         self.last_update_id: int | None = None  # None until a snapshot is loaded
-        self._pending: deque[dict[str, Any]] = deque(maxlen=max_pending)
+        self._pending: deque[DepthChanged] = deque(maxlen=max_pending)
 
     @property
     def synced(self) -> bool:
@@ -76,21 +74,21 @@ class BookTracker:
                 return False
         return True
 
-    def apply(self, diff: dict[str, Any]) -> Applied:
-        """Apply one depth diff (the published event dict)."""
+    def apply(self, diff: DepthChanged) -> Applied:
+        """Apply one depth diff."""
         last = self.last_update_id
         if last is None:
             self._pending.append(diff)
             return Applied.PENDING
-        if diff["last_update_id"] <= last:
+        if diff.last_update_id <= last:
             return Applied.STALE
-        if diff["first_update_id"] > last + 1:
+        if diff.first_update_id > last + 1:
             self._drop()
             self._pending.append(diff)
             return Applied.GAP
-        self._update(self.bids, diff["bids"])
-        self._update(self.asks, diff["asks"])
-        self.last_update_id = diff["last_update_id"]
+        self._update(self.bids, diff.bids)
+        self._update(self.asks, diff.asks)
+        self.last_update_id = diff.last_update_id
         return Applied.APPLIED
 
     def top(self) -> Top:
@@ -98,11 +96,9 @@ class BookTracker:
         ask = self.asks.peekitem(0) if self.asks else None
         return Top(bid, ask)
 
-    def _update(self, side: SortedDict, levels: list[list[str]]) -> None:
-        market = self.market
-        for price, quantity in levels:
-            ticks = to_steps(parse_decimal(price), market.tick_size)
-            lots = to_steps(parse_decimal(quantity), market.lot_size)
+    @staticmethod
+    def _update(side: SortedDict, levels: tuple[tuple[int, int], ...]) -> None:
+        for ticks, lots in levels:
             if lots:
                 side[ticks] = lots
             else:

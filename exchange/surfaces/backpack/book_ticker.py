@@ -20,12 +20,12 @@ Frames: ``{"stream": "bookTicker.M", "data": {"e": "bookTicker", "E", "T" (micro
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 
 from exchange.markets import MarketConfig
-from exchange.models import Depth
+from exchange.models import Depth, DepthChanged, Event
 from exchange.surfaces.backpack.book import Applied, BookTracker, Top
 from exchange.ws.frames import Frame
 
@@ -100,16 +100,16 @@ class BookTickers:
 
     # --- book updates ---------------------------------------------------------------------------
 
-    def market_events(self, hub: Hub, symbol: str, events: list[dict[str, Any]]) -> None:
+    def market_events(self, hub: Hub, symbol: str, events: list[Event]) -> None:
         tracked = self.markets.get(symbol)
         if tracked is None:
             return
         for event in events:
-            if event.get("type") != "depth":
+            if type(event) is not DepthChanged:
                 continue
             applied = tracked.book.apply(event)
             if applied is Applied.APPLIED:
-                frame = self._changed(tracked, event["last_update_id"], event["timestamp"])
+                frame = self._changed(tracked, event.last_update_id, event.timestamp)
                 if frame is not None:
                     hub.publish(hub_topic(symbol), (frame,))
             elif applied is Applied.GAP:

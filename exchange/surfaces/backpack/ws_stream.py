@@ -32,6 +32,7 @@ import orjson
 
 from exchange.markets import MarketConfig
 from exchange.marketstats import INTERVALS_MS
+from exchange.models import BalanceChanged, DepthChanged, Event, OrderUpdated, TradeExecuted
 from exchange.money import format_decimal
 from exchange.surfaces.backpack.book_ticker import BookTickers
 from exchange.surfaces.backpack.translate import (
@@ -40,6 +41,7 @@ from exchange.surfaces.backpack.translate import (
     STATUS_NAMES,
     client_id_value,
 )
+from exchange.views import event_json
 from exchange.ws.frames import Frame
 
 if TYPE_CHECKING:
@@ -73,7 +75,7 @@ class BackpackTopics:
 
     # --- market channels -----------------------------------------------------------------------
 
-    def market_events(self, hub: Hub, symbol: str, events: list[dict[str, Any]]) -> None:
+    def market_events(self, hub: Hub, symbol: str, events: list[Event]) -> None:
         self.book_tickers.market_events(hub, symbol, events)
         wants = hub.wants
         trade_topic, depth_topic = hub_topic(f"trade.{symbol}"), hub_topic(f"depth.{symbol}")
@@ -87,21 +89,22 @@ class BackpackTopics:
             return
         trades, deltas = [], []
         traded = False
+        config = self.config
         for event in events:
-            kind = event.get("type")
-            if kind == "trade":
+            kind = type(event)
+            if kind is TradeExecuted:
                 traded = True
                 if wants(trade_topic):
-                    trades.append(self.trade_frame(event))
-            elif kind == "depth" and wants(depth_topic):
-                deltas.append(self.depth_frame(event))
+                    trades.append(self.trade_frame(event_json(config, event)))
+            elif kind is DepthChanged and wants(depth_topic):
+                deltas.append(self.depth_frame(event_json(config, event)))
         if trades:
             hub.publish(trade_topic, tuple(trades))
         if deltas:
             hub.publish(depth_topic, tuple(deltas))
         stats = hub.stats.get(symbol)
         if traded and stats is not None:
-            now_us = events[-1].get("timestamp", 0) * 1000
+            now_us = getattr(events[-1], "timestamp", 0) * 1000
             if wants(ticker_topic):
                 hub.publish(ticker_topic, (self.ticker_frame(stats, now_us),))
             for interval, topic in kline_topics:
@@ -184,14 +187,15 @@ class BackpackTopics:
 
     # --- user channels -------------------------------------------------------------------------
 
-    def user_events(self, hub: Hub, user_id: str, events: list[dict[str, Any]]) -> None:
+    def user_events(self, hub: Hub, user_id: str, events: list[Event]) -> None:
+        config = self.config
         wants = hub.wants
         all_orders = hub_topic("account.orderUpdate", user_id)
         balances = hub_topic("account.balanceUpdate", user_id)
         for event in events:
-            kind = event.get("type")
-            if kind == "order":
-                order = event["order"]
+            kind = type(event)
+            if kind is OrderUpdated:
+                order = event_json(config, event)["order"]
                 market_orders = hub_topic(f"account.orderUpdate.{order['market']}", user_id)
                 frames = self.order_frames(order)  # always: keeps l/L tracking right
                 if frames and wants(all_orders):
@@ -201,8 +205,8 @@ class BackpackTopics:
                 if frames and wants(market_orders):
                     stream = f"account.orderUpdate.{order['market']}"
                     hub.publish(market_orders, tuple(_restream(f, stream) for f in frames))
-            elif kind == "balance" and wants(balances):
-                hub.publish(balances, (self.balance_frame(event),))
+            elif kind is BalanceChanged and wants(balances):
+                hub.publish(balances, (self.balance_frame(event_json(config, event)),))
 
     def order_frames(self, order: dict[str, Any]) -> list[dict[str, Any]]:
         """Backpack's order events for one native order update (data dicts, not yet framed)."""

@@ -1,4 +1,7 @@
-"""The native surface: engine events (as published on the bus) → contract frames.
+"""The native surface: engine events → contract frames.
+
+The frames' decimals come from :func:`exchange.views.event_json` of the engine's records (the
+one renderer of each shape); the statistics take the records' integers as they are.
 
 Each function renders once per event; the bytes are shared by every subscriber. Another surface
 (the ``/backpack`` WebSocket) renders the same events with functions of its own and plugs into
@@ -9,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from exchange.markets import Market
 from exchange.marketstats import MarketStats, Trade
-from exchange.money import parse_decimal, to_steps
+from exchange.models import TradeExecuted
 from exchange.surfaces.native.ws_protocol import stream_frame
 from exchange.ws.frames import DepthSnapshot, Frame
 
@@ -95,12 +97,12 @@ def balances_frame(events: list[dict[str, Any]]) -> Frame:
     return Frame.of(stream_frame("balances", {"type": "balances", "balances": balances}))
 
 
-def stats_trade(market: Market, event: dict[str, Any]) -> Trade:
-    """A published trade → integer steps for :mod:`exchange.marketstats` (exact)."""
+def stats_trade(trade: TradeExecuted) -> Trade:
+    """An engine trade → the integer steps :mod:`exchange.marketstats` folds (exact)."""
     return Trade(
-        trade_id=event["id"],
-        price_ticks=to_steps(parse_decimal(event["price"]), market.tick_size),
-        quantity_lots=to_steps(parse_decimal(event["quantity"]), market.lot_size),
-        quote_units=market.quote.to_units(parse_decimal(event["quote_quantity"])),
-        timestamp_ms=event["timestamp"],
+        trade_id=trade.trade_id,
+        price_ticks=trade.price,
+        quantity_lots=trade.quantity,
+        quote_units=trade.quote_quantity,
+        timestamp_ms=trade.timestamp,
     )

@@ -8,13 +8,13 @@ out after every new trade with the figures as they stand after it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from exchange.markets import MarketConfig
 from exchange.marketstats import INTERVALS_MS
-from exchange.models import Depth
+from exchange.models import BalanceChanged, Depth, DepthChanged, Event, OrderUpdated, TradeExecuted
 from exchange.surfaces.native import ws_render as render
-from exchange.views import depth_json
+from exchange.views import depth_json, event_json
 from exchange.ws.frames import Frame
 from exchange.ws.hub import private_topic
 
@@ -32,7 +32,8 @@ class NativeTopics:
         """The ``depth_snapshot`` frame of a whole book (the hub's ``render_snapshot``)."""
         return render.snapshot_frame(depth_json(self.config, depth))
 
-    def market_events(self, hub: Hub, symbol: str, events: list[dict[str, Any]]) -> None:
+    def market_events(self, hub: Hub, symbol: str, events: list[Event]) -> None:
+        config = self.config
         topics = hub.topics
         stats = hub.stats.get(symbol)
         trades: list[Frame] = []
@@ -44,18 +45,18 @@ class NativeTopics:
         want_ticker = f"ticker@{symbol}" in topics
         want_klines = [i for i in INTERVALS_MS if f"kline_{i}@{symbol}" in topics]
         for event in events:
-            kind = event.get("type")
-            if kind == "trade":
-                fresh = stats is not None and stats.add(render.stats_trade(stats.market, event))
+            kind = type(event)
+            if kind is TradeExecuted:
+                fresh = stats is not None and stats.add(render.stats_trade(event))
                 if want_trades:
-                    trades.append(render.trade_frame(event))
+                    trades.append(render.trade_frame(event_json(config, event)))
                 if fresh and want_ticker:
                     tickers.append(render.ticker_frame(stats))
                 if fresh:
                     for interval in want_klines:
                         klines.setdefault(interval, []).append(render.kline_frame(stats, interval))
-            elif kind == "depth" and want_depth:
-                depth.append(render.depth_frame(event))
+            elif kind is DepthChanged and want_depth:
+                depth.append(render.depth_frame(event_json(config, event)))
         if trades:
             hub.publish(f"trade@{symbol}", tuple(trades))
         if depth:
@@ -65,14 +66,17 @@ class NativeTopics:
         for interval, frames in klines.items():
             hub.publish(f"kline_{interval}@{symbol}", tuple(frames))
 
-    def user_events(self, hub: Hub, user_id: str, events: list[dict[str, Any]]) -> None:
+    def user_events(self, hub: Hub, user_id: str, events: list[Event]) -> None:
+        config = self.config
         orders_topic = private_topic("orders", user_id)
         if orders_topic in hub.topics:
-            frames = tuple(render.order_frame(e) for e in events if e.get("type") == "order")
+            frames = tuple(
+                render.order_frame(event_json(config, e)) for e in events if type(e) is OrderUpdated
+            )
             if frames:
                 hub.publish(orders_topic, frames)
         balances_topic = private_topic("balances", user_id)
         if balances_topic in hub.topics:
-            changes = [e for e in events if e.get("type") == "balance"]
+            changes = [event_json(config, e) for e in events if type(e) is BalanceChanged]
             if changes:
                 hub.publish(balances_topic, (render.balances_frame(changes),))
