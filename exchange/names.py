@@ -12,7 +12,9 @@ How the programs talk (all names below are defined here and nowhere else)::
 A command or query entry has three fields: ``body`` (``codec.encode(record)``), ``reply_to`` (the
 API instance id; absent means nobody waits) and ``req`` (the request id, unique per instance).
 The command stream is the durable log: its entry id orders commands and its millisecond part is
-the command's timestamp. The engine trims it only below its oldest kept snapshot.
+the command's timestamp. The engine trims it only below its oldest kept snapshot. The db writers
+read the events stream as one consumer group and move an entry they can never write to a
+dead-letter stream.
 
 Pure (strings and integers only), so the engine's outputs can name channels without reaching
 the Redis client (:mod:`exchange.bus`).
@@ -23,6 +25,10 @@ from __future__ import annotations
 COMMAND_STREAM = "exchange:commands"
 QUERY_STREAM = "exchange:queries"
 EVENT_STREAM = "exchange:events"
+# The consumer group of the db writers on EVENT_STREAM.
+EVENTS_GROUP = "db-writer"
+# Events entries the db writer can never write, kept for a person to look at (fields + "error").
+DEAD_LETTER_STREAM = EVENT_STREAM + ":dead"
 HEARTBEAT_KEY = "exchange:engine:heartbeat"
 # The id of the last command whose replies, events and publishes are in Redis (see service.py).
 FLUSHED_KEY = "exchange:engine:flushed"

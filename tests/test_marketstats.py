@@ -13,12 +13,15 @@ from exchange.marketstats import (
     WINDOW_MS,
     KlineBuilder,
     MarketStats,
+    StoredWindow,
     TickerWindow,
     Trade,
     bucket_start,
+    fold,
     format_hundredths,
     percent_change,
     percent_change_text,
+    summary,
 )
 
 MARKET = load_config().markets["TATA_INR"]
@@ -180,3 +183,43 @@ def test_market_stats_json_is_exact_decimal_text() -> None:
         "trades": 2,
     }
     assert not stats.add(trade(2, 1, 1, start + 3_000))  # replay
+
+
+def test_the_live_window_is_the_fold_of_its_buckets() -> None:
+    """TickerWindow's O(1) figures equal folding its buckets (what REST does with stored ones),
+    and any grouping of the pieces folds to the same candle."""
+    import random
+
+    rng = random.Random(11)
+    window = TickerWindow()
+    ts = T0
+    for trade_id in range(1, 2000):
+        ts += rng.choice((0, 3, 400, 1_000, 60_000, 3_600_000))
+        window.add(trade(trade_id, rng.randint(1, 500), rng.randint(1, 9), ts))
+        buckets = window.buckets()
+        assert window.summary() == summary(fold(buckets))
+    halves = [fold(buckets[::2]), fold(buckets[1::2])]
+    assert summary(fold(reversed([h for h in halves if h is not None]))) == window.summary()
+    assert summary(fold([])) == TickerWindow().summary()
+
+
+@pytest.mark.parametrize(
+    "until",
+    [
+        "2024-01-01T00:00:00",
+        "2024-01-01T00:00:00.001",
+        "2024-01-01T13:59:59.999",
+        "2024-01-01T13:30:00",
+    ],
+)
+def test_the_stored_window_cuts_the_24_hours_into_whole_candles(until: str) -> None:
+    """Raw edges under a minute, minute candles within the partial hours, hour candles between:
+    together exactly (until - 24 h, until]."""
+    cut = StoredWindow.ending(ms(until))
+    assert cut.since_ms == cut.until_ms - WINDOW_MS
+    assert 0 < cut.first_minute - cut.since_ms <= 60_000 and cut.first_minute % 60_000 == 0
+    assert 0 <= cut.until_ms - cut.last_minute < 60_000 and cut.last_minute % 60_000 == 0
+    assert cut.first_minute <= cut.first_hour <= cut.last_hour <= cut.last_minute
+    assert cut.first_hour % 3_600_000 == 0 and cut.last_hour % 3_600_000 == 0
+    assert cut.first_hour - cut.first_minute < 3_600_000
+    assert cut.last_minute - cut.last_hour < 3_600_000

@@ -56,14 +56,11 @@ from exchange.db.rows import BadEntry, EntryRows, decode_entry, merge
 from exchange.errors import ServiceUnavailable
 from exchange.history import pg
 from exchange.markets import MarketConfig
+from exchange.names import DEAD_LETTER_STREAM, EVENTS_GROUP
 from exchange.retry import OnFailure, retry
 
 log = logging.getLogger(__name__)
 
-# The consumer group of the db writers on names.EVENT_STREAM.
-EVENTS_GROUP = "db-writer"
-# Entries that can never be written, kept for a person to look at (fields + "error").
-DEAD_LETTER_STREAM = names.EVENT_STREAM + ":dead"
 # Short, because a worker thread blocked in XREADGROUP delays shutdown by up to this.
 READ_BLOCK_MS = 100
 STATS_LOG_INTERVAL_S = 10.0

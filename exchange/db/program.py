@@ -17,7 +17,7 @@ import trio
 from exchange import bus, names
 from exchange import settings as settings_module
 from exchange.db import archival
-from exchange.db.consumer import EVENTS_GROUP, EventWriter, retrying
+from exchange.db.consumer import EventWriter, retrying
 from exchange.db.copy_batch import prepare_connection
 from exchange.db.migrate import migrate, storage_mode
 from exchange.errors import ConfigError
@@ -80,7 +80,9 @@ async def run(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> No
     )
     try:
         await retrying("create the consumer group", writer.ensure_group)
-        log.info("consuming %s as %s/%s", names.EVENT_STREAM, EVENTS_GROUP, settings.db_consumer)
+        log.info(
+            "consuming %s as %s/%s", names.EVENT_STREAM, names.EVENTS_GROUP, settings.db_consumer
+        )
         task_status.started(writer.stats)
         await writer.run()
     finally:

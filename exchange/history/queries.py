@@ -30,15 +30,20 @@ from psycopg.rows import dict_row
 
 from exchange.history import statements
 from exchange.history.pg import PooledConnections
-from exchange.marketstats import percent_change_text as percent_change
+from exchange.marketstats import (
+    Candle,
+    StoredWindow,
+    candle_from_row,
+    fold,
+    stored_ticker_json,
+    summary,
+)
 from exchange.money import format_decimal
 from exchange.settings import Settings
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
-_MINUTE = timedelta(minutes=1)
 _DEFAULTS = Settings()
-TICKER_WINDOW = timedelta(hours=24)
 # Klines first read this many times `limit` buckets (see _klines_rows).
 KLINES_WINDOW = 2
 
@@ -58,6 +63,10 @@ KLINE_INTERVALS: dict[str, tuple[timedelta, str, int]] = {
 def to_ms(moment: datetime) -> int:
     """An aware datetime → integer milliseconds since the epoch (exact, no float)."""
     return (moment - _EPOCH) // _MS
+
+
+def _moment(timestamp_ms: int) -> datetime:
+    return _EPOCH + timestamp_ms * _MS
 
 
 def iso(moment: datetime) -> str:
@@ -203,21 +212,27 @@ class HistoryQueries:
     async def tickers(self, markets: list[str], now: datetime | None = None) -> list[dict]:
         """One 24-hour ticker per market, in the order given, over ``(now - 24 h, now]``.
 
-        ``first_price`` is the price of the window's oldest trade; prices are None (and volumes
-        ``"0"``) for a market without trades in the window.
+        PostgreSQL returns the window's stored pieces (:class:`~exchange.marketstats.StoredWindow`)
+        and :mod:`exchange.marketstats` folds them, as the ws server folds its own: one
+        definition. ``first_price`` is the price of the window's oldest trade; prices are None
+        (and volumes ``"0"``) for a market without trades in the window.
         """
         until = _utc(now) if now is not None else datetime.now(UTC)
-        since = until - TICKER_WINDOW
+        cut = StoredWindow.ending(to_ms(until))
         rows = await self._query(
-            statements.TICKERS,
+            statements.TICKER_PIECES,
             markets=list(markets),
-            since=since,
-            until=until,
-            first_whole=since.replace(second=0, microsecond=0) + _MINUTE,
-            last_partial=until.replace(second=0, microsecond=0),
+            since=_moment(cut.since_ms),
+            first_minute=_moment(cut.first_minute),
+            first_hour=_moment(cut.first_hour),
+            last_hour=_moment(cut.last_hour),
+            last_minute=_moment(cut.last_minute),
+            until=_moment(cut.until_ms),
         )
-        found = {row["market"]: row for row in rows}
-        return [_ticker(market, found.get(market)) for market in markets]
+        pieces: dict[str, list[Candle]] = {market: [] for market in markets}
+        for row in rows:
+            pieces[row["market"]].append(candle_from_row(row))
+        return [stored_ticker_json(m, summary(fold(pieces[m]))) for m in markets]
 
     async def order_history(
         self, user_id: str, market: str | None = None, limit: int = 100
@@ -272,7 +287,7 @@ class HistoryQueries:
         Per market: the trades since ``since_ms`` summed per second, and the latest bucket of
         every kline interval; plus the newest trade id of any market in that snapshot.
         """
-        since = _EPOCH + since_ms * _MS
+        since = _moment(since_ms)
         return await self._pool.run(_stats_seed, list(markets), since)
 
 
@@ -380,35 +395,6 @@ def _order_with_fills(conn: psycopg.Connection, query: str, params: dict) -> dic
         for fill in fills
     ]
     return order
-
-
-def _ticker(market: str, row: dict | None) -> dict:
-    if row is None:
-        return {
-            "market": market,
-            "first_price": None,
-            "last_price": None,
-            "price_change": None,
-            "price_change_percent": None,
-            "high": None,
-            "low": None,
-            "volume": "0",
-            "quote_volume": "0",
-            "trades": 0,
-        }
-    first, last = row["first_price"], row["last_price"]
-    return {
-        "market": market,
-        "first_price": format_decimal(first),
-        "last_price": format_decimal(last),
-        "price_change": format_decimal(last - first),
-        "price_change_percent": percent_change(first, last),
-        "high": format_decimal(row["high"]),
-        "low": format_decimal(row["low"]),
-        "volume": format_decimal(row["volume"]),
-        "quote_volume": format_decimal(row["quote_volume"]),
-        "trades": int(row["trades"]),
-    }
 
 
 @contextlib.asynccontextmanager

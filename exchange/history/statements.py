@@ -177,36 +177,49 @@ def _per_table_and_direction(template: str) -> dict[tuple[str, str], str]:
 KLINES = _per_table_and_direction(_KLINES)
 CANDLES = _per_table_and_direction(_CANDLES)
 
-# 24-hour tickers over (since, until]. Whole minutes [first_whole, last_partial) come from
-# candles_1m; the partial minutes at both ends of the window from the trades themselves (the
-# caller computes the minute bounds). Each piece yields candle-shaped rows (open and close with
-# their trade ids), combined per market like a kline.
-TICKERS = """
-WITH pieces AS (
-    SELECT market, id AS first_id, price AS open, id AS last_id, price AS close,
-           price AS high, price AS low, quantity AS volume, quote_quantity AS quote_volume,
-           1 AS trade_count
-    FROM trades
-    WHERE market = ANY(%(markets)s) AND time > %(since)s AND time < %(first_whole)s
-    UNION ALL
-    SELECT market, first_id, open, last_id, close, high, low, volume, quote_volume, trade_count
-    FROM candles_1m
-    WHERE market = ANY(%(markets)s) AND bucket >= %(first_whole)s AND bucket < %(last_partial)s
-    UNION ALL
-    SELECT market, id, price, id, price, price, price, quantity, quote_quantity, 1
-    FROM trades
-    WHERE market = ANY(%(markets)s) AND time >= %(last_partial)s AND time <= %(until)s
+# Trades summed into one candle-shaped piece by the candles' rules (0003_candles.sql): open and
+# close are the first and last trade by id, and carry their ids so pieces combine.
+_TRADES_AS_CANDLE = """
+       (array_agg(price ORDER BY id))[1] AS open,
+       max(price) AS high,
+       min(price) AS low,
+       (array_agg(price ORDER BY id DESC))[1] AS close,
+       sum(quantity) AS volume,
+       sum(quote_quantity) AS quote_volume,
+       count(*) AS trades,
+       min(id) AS first_id,
+       max(id) AS last_id
+"""
+_CANDLE_COLUMNS = (
+    "open, high, low, close, volume, quote_volume, trade_count AS trades, first_id, last_id"
 )
-SELECT market,
-       (array_agg(open ORDER BY first_id))[1] AS first_price,
-       (array_agg(close ORDER BY last_id DESC))[1] AS last_price,
-       max(high) AS high,
-       min(low) AS low,
-       sum(volume) AS volume,
-       sum(quote_volume) AS quote_volume,
-       sum(trade_count) AS trades
-FROM pieces
+
+# The 24-hour window (since, until] as candle-shaped pieces per market, cut as
+# exchange.marketstats.StoredWindow says: the raw trades of the partial minutes at both edges
+# (under a minute each) summed into one piece, the stored 1-minute candles of the partial hours,
+# the 1-hour candles between. No statistic here: marketstats folds the pieces into the ticker.
+TICKER_PIECES = f"""
+SELECT market, {_TRADES_AS_CANDLE}
+FROM (
+    SELECT market, id, price, quantity, quote_quantity
+    FROM trades
+    WHERE market = ANY(%(markets)s) AND time > %(since)s AND time < %(first_minute)s
+    UNION ALL
+    SELECT market, id, price, quantity, quote_quantity
+    FROM trades
+    WHERE market = ANY(%(markets)s) AND time >= %(last_minute)s AND time <= %(until)s
+) AS edges
 GROUP BY market
+UNION ALL
+SELECT market, {_CANDLE_COLUMNS}
+FROM candles_1m
+WHERE market = ANY(%(markets)s)
+  AND (bucket >= %(first_minute)s AND bucket < %(first_hour)s
+       OR bucket >= %(last_hour)s AND bucket < %(last_minute)s)
+UNION ALL
+SELECT market, {_CANDLE_COLUMNS}
+FROM candles_1h
+WHERE market = ANY(%(markets)s) AND bucket >= %(first_hour)s AND bucket < %(last_hour)s
 """
 
 # --- ws statistics seed ---------------------------------------------------------------------------
@@ -220,17 +233,8 @@ LAST_TRADE_ID = "SELECT max(id) AS id FROM trades"
 
 # One market's trades since %(since)s, summed per second like the ws TickerWindow's buckets
 # (at most 86,400 rows a day); open and close are the first and last trades by id.
-TICKER_SECONDS = """
-SELECT time_bucket(INTERVAL '1 second', time) AS second,
-       (array_agg(price ORDER BY id))[1] AS open,
-       max(price) AS high,
-       min(price) AS low,
-       (array_agg(price ORDER BY id DESC))[1] AS close,
-       sum(quantity) AS volume,
-       sum(quote_quantity) AS quote_volume,
-       count(*) AS trades,
-       min(id) AS first_id,
-       max(id) AS last_id
+TICKER_SECONDS = f"""
+SELECT time_bucket(INTERVAL '1 second', time) AS second, {_TRADES_AS_CANDLE}
 FROM trades
 WHERE market = %(market)s AND time >= %(since)s
 GROUP BY 1

@@ -32,6 +32,7 @@ from exchange.programs import cancel_on_stop_signal, configure_logging, supervis
 from exchange.pubsub import open_subscriber
 from exchange.surfaces.backpack import ws_connection as backpack_connection
 from exchange.surfaces.backpack.ws_stream import BackpackTopics
+from exchange.surfaces.event_json import EventJson
 from exchange.surfaces.native.ws_auth import Authenticator
 from exchange.surfaces.native.ws_connection import Client
 from exchange.surfaces.native.ws_topics import NativeTopics
@@ -98,7 +99,9 @@ async def run(
                     raise ServiceUnavailable(f"depth of {market}: {reply.message}")
                 return reply
 
-            native, backpack = NativeTopics(config), BackpackTopics(config)
+            rendered = EventJson(config)  # each event rendered once for both surfaces
+            native = NativeTopics(config, rendered)
+            backpack = BackpackTopics(config, rendered)
             hub = Hub(
                 config,
                 subscriber,

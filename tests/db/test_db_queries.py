@@ -13,8 +13,9 @@ from exchange.db import copy_batch
 from exchange.db.rows import decode_entry, merge
 from exchange.dev.localservers import free_port
 from exchange.errors import ServiceUnavailable
-from exchange.history.queries import HistoryQueries, percent_change
+from exchange.history.queries import HistoryQueries
 from exchange.markets import MarketConfig
+from exchange.marketstats import percent_change_text as percent_change
 
 CLOSED = {"filled", "cancelled", "expired", "rejected"}
 

@@ -21,6 +21,7 @@ from exchange.dev.flow import Flow
 from exchange.engine import program as engine_program
 from exchange.gateway import open_gateway
 from exchange.history.queries import HistoryQueries, open_history_reader
+from exchange.marketstats import INTERVALS_MS
 from exchange.models import Deposit, GetDepth, OrderView, PlaceOrder, Side
 from exchange.names import market_channel
 from exchange.settings import Settings
@@ -49,10 +50,10 @@ async def _stored_trades(history: HistoryQueries, count: int) -> None:
             await trio.sleep(0.05)
 
 
-async def _frames(client: Client) -> dict[str, dict[str, Any]]:
+async def _frames(client: Client, streams: tuple[str, ...] = STREAMS) -> dict[str, dict[str, Any]]:
     """One frame of each stream (the next trade's), by stream, without ``type``/``interval``."""
     frames: dict[str, dict[str, Any]] = {}
-    while len(frames) < len(STREAMS):
+    while len(frames) < len(streams):
         frame = await client.recv(POLL_TIMEOUT_S)
         assert frame["stream"] not in frames, frame
         data = frame["data"]
@@ -108,6 +109,56 @@ async def test_a_new_server_starts_from_the_stored_history(stack: Settings) -> N
             for interval in ("1m", "1w"):
                 [latest] = await history.klines(MARKET, interval, limit=1)
                 assert frames[f"kline_{interval}@{MARKET}"] == latest
+
+
+EVERY_STREAM = (f"ticker@{MARKET}", *(f"kline_{i}@{MARKET}" for i in INTERVALS_MS))
+
+
+async def _rest_statistics(history: HistoryQueries) -> dict[str, dict[str, Any]]:
+    """What REST serves: the ticker and the latest kline of every interval, by ws stream."""
+    [ticker] = await history.tickers([MARKET])
+    out = {f"ticker@{MARKET}": ticker}
+    for interval in INTERVALS_MS:
+        [latest] = await history.klines(MARKET, interval, limit=1)
+        out[f"kline_{interval}@{MARKET}"] = latest
+    return out
+
+
+async def _next_trade_both_ways(gateway: Any, history: HistoryQueries, port: int, stored: int):
+    """One more trade: its ws ticker and kline frames, and REST's figures once it is stored."""
+    async with connect(port) as client:
+        await client.subscribe(*EVERY_STREAM)
+        await _one_more_trade(gateway)
+        frames = await _frames(client, EVERY_STREAM)
+    await _stored_trades(history, stored + 1)
+    return frames, await _rest_statistics(history)
+
+
+async def test_rest_and_ws_statistics_agree_live_and_after_a_restart(stack: Settings) -> None:
+    """A ws server that folded the whole flow live, then a new one seeded from PostgreSQL:
+    both give REST's ticker and current kline of every interval, to the byte."""
+    flow = Flow(CONFIG, seed=5, users=10, markets=[MARKET])
+    commands = flow.commands(300)
+    async with (
+        open_gateway(stack.redis_url) as gateway,
+        open_history_reader(stack.database_url) as history,
+    ):
+        with trio.fail_after(POLL_TIMEOUT_S):
+            while gateway.heartbeat() is None:
+                await trio.sleep(0.05)
+        async with ws_server(stack.redis_url, database_url=stack.database_url) as port:
+            await gateway.submit_many(flow.funding)
+            for start in range(0, len(commands), 50):
+                await gateway.submit_many(commands[start : start + 50])
+            assert flow.trades > 20
+            await _stored_trades(history, flow.trades)
+            frames, rest = await _next_trade_both_ways(gateway, history, port, flow.trades)
+            assert rest[f"ticker@{MARKET}"]["trades"] == flow.trades + 1
+            assert frames == rest
+        async with ws_server(stack.redis_url, database_url=stack.database_url) as port:
+            frames, rest = await _next_trade_both_ways(gateway, history, port, flow.trades + 1)
+            assert rest[f"ticker@{MARKET}"]["trades"] == flow.trades + 2
+            assert frames == rest
 
 
 @pytest.mark.parametrize("broken", ["unreachable", "not migrated"])

@@ -41,7 +41,7 @@ from exchange.surfaces.backpack.translate import (
     STATUS_NAMES,
     client_id_value,
 )
-from exchange.views import event_json
+from exchange.surfaces.event_json import EventJson
 from exchange.ws.frames import Frame
 
 if TYPE_CHECKING:
@@ -67,8 +67,10 @@ def _iso_seconds(iso: str) -> str:
 class BackpackTopics:
     """Renders engine events for the hub's ``bp|`` topics (see the module docstring)."""
 
-    def __init__(self, config: MarketConfig) -> None:
+    def __init__(self, config: MarketConfig, rendered: EventJson | None = None) -> None:
         self.config = config
+        # Shared with the server's native surface, so each event is rendered once.
+        self.rendered = rendered or EventJson(config)
         # order id → (executed quantity, executed quote) last seen, to give l/L per update
         self._executed: OrderedDict[str, tuple[Decimal, Decimal]] = OrderedDict()
         self.book_tickers = BookTickers(config)
@@ -89,15 +91,15 @@ class BackpackTopics:
             return
         trades, deltas = [], []
         traded = False
-        config = self.config
+        rendered = self.rendered
         for event in events:
             kind = type(event)
             if kind is TradeExecuted:
                 traded = True
                 if wants(trade_topic):
-                    trades.append(self.trade_frame(event_json(config, event)))
+                    trades.append(self.trade_frame(rendered(events, event)))
             elif kind is DepthChanged and wants(depth_topic):
-                deltas.append(self.depth_frame(event_json(config, event)))
+                deltas.append(self.depth_frame(rendered(events, event)))
         if trades:
             hub.publish(trade_topic, tuple(trades))
         if deltas:
@@ -188,14 +190,14 @@ class BackpackTopics:
     # --- user channels -------------------------------------------------------------------------
 
     def user_events(self, hub: Hub, user_id: str, events: list[Event]) -> None:
-        config = self.config
+        rendered = self.rendered
         wants = hub.wants
         all_orders = hub_topic("account.orderUpdate", user_id)
         balances = hub_topic("account.balanceUpdate", user_id)
         for event in events:
             kind = type(event)
             if kind is OrderUpdated:
-                order = event_json(config, event)["order"]
+                order = rendered(events, event)["order"]
                 market_orders = hub_topic(f"account.orderUpdate.{order['market']}", user_id)
                 frames = self.order_frames(order)  # always: keeps l/L tracking right
                 if frames and wants(all_orders):
@@ -206,7 +208,7 @@ class BackpackTopics:
                     stream = f"account.orderUpdate.{order['market']}"
                     hub.publish(market_orders, tuple(_restream(f, stream) for f in frames))
             elif kind is BalanceChanged and wants(balances):
-                hub.publish(balances, (self.balance_frame(event_json(config, event)),))
+                hub.publish(balances, (self.balance_frame(rendered(events, event)),))
 
     def order_frames(self, order: dict[str, Any]) -> list[dict[str, Any]]:
         """Backpack's order events for one native order update (data dicts, not yet framed)."""
