@@ -5,7 +5,9 @@ outside a market's range as it reads (:mod:`exchange.surfaces.commands`); then i
 :func:`validate_order`, the engine's own check, so a malformed order costs no round trip. The
 engine runs the same function on every command it applies, since the log may hold commands from
 any writer. One function in a module of its own means the surfaces never import the engine core
-and the two checks cannot drift apart.
+and the two checks cannot drift apart. A stop order's own checks (:func:`validate_trigger`) live
+here for the same reason; only whether its trigger may wait against the last trade price needs
+the engine's state.
 """
 
 from __future__ import annotations
@@ -60,6 +62,19 @@ def validate_order(cmd: PlaceOrder, market: Market) -> Rejection | None:
     if cmd.post_only and cmd.time_in_force is not GTC:
         return Rejection(ErrorCode.INVALID_ORDER, "post-only orders must be GTC")
     return _validate_client_id(cmd)
+
+
+def validate_trigger(cmd: PlaceOrder, market: Market) -> Rejection | None:
+    """What a stop order (``trigger_price`` set) must satisfy beyond :func:`validate_order`,
+    read from the command alone; whether its trigger can wait against the market's last trade
+    price only the engine knows (:meth:`exchange.engine.stops.PendingStops.refuse`)."""
+    if cmd.post_only or cmd.time_in_force is FOK:
+        return Rejection(ErrorCode.INVALID_ORDER, "post-only and FOK orders take no trigger_price")
+    if not 0 < cmd.trigger_price <= market.max_ticks:
+        return Rejection(
+            ErrorCode.INVALID_PRICE, "trigger_price must be within the market's price range"
+        )
+    return None
 
 
 def _validate_client_id(cmd: PlaceOrder) -> Rejection | None:

@@ -47,6 +47,10 @@ def order_json(
         "self_trade_prevention": order.self_trade_prevention.value,
         "created_at": order.created_at,
         "updated_at": order.updated_at,
+        "trigger_price": (
+            None if order.trigger_price is None else market.format_price(order.trigger_price)
+        ),
+        "triggered_at": order.triggered_at,
     }
     if order.type is OrderType.MARKET and order.side is Side.BUY:
         out["quote_quantity"] = (

@@ -52,11 +52,24 @@ ORDER_FIELDS = {
     "executed_quote_quantity": DECIMAL,
     "status": {
         "type": "string",
-        "enum": ["new", "partially_filled", "filled", "cancelled", "expired", "rejected"],
+        "enum": [
+            "new",
+            "partially_filled",
+            "filled",
+            "cancelled",
+            "expired",
+            "rejected",
+            "trigger_pending",
+        ],
     },
     "time_in_force": {"type": "string", "enum": ["GTC", "IOC", "FOK"]},
     "post_only": {"type": "boolean"},
     "created_at": MS,
+    "trigger_price": {
+        **NULLABLE_DECIMAL,
+        "description": "a stop order's trigger price; null on other orders",
+    },
+    "triggered_at": {**MS, "nullable": True, "description": "when the stop triggered, or null"},
 }
 FILL = obj({"trade_id": {"type": "integer"}, "price": DECIMAL, "quantity": DECIMAL})
 
@@ -149,6 +162,15 @@ SCHEMAS: dict[str, Any] = {
             "quote_quantity": NUMBER_IN,
             "time_in_force": {"type": "string", "enum": ["GTC", "IOC", "FOK"]},
             "post_only": {"type": "boolean"},
+            "trigger_price": {
+                **NUMBER_IN,
+                "description": (
+                    "makes a stop order: it waits (trigger_pending) until a trade prints at or"
+                    " through this price, from the side of the last trade price at placement;"
+                    " equal to the last trade price, or no trade yet → 400 INVALID_PRICE;"
+                    " post-only and FOK take none (INVALID_ORDER)"
+                ),
+            },
             "client_order_id": {"type": "string", "minLength": 1, "maxLength": 36},
             "self_trade_prevention": {
                 "type": "string",

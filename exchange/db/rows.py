@@ -40,7 +40,8 @@ _order_fields = operator.itemgetter(
     "time_in_force", "post_only", "self_trade_prevention", "created_at", "updated_at",
     "user_id",
 )  # fmt: skip
-# Positions in an order row: the newest state of an order wins.
+# Positions in an order row: the newest state of an order wins. A stop order's trigger fields
+# follow the seq; events written before stop orders existed lack them (read as none).
 _ORDER_ID, _ORDER_UPDATED, _ORDER_SEQ = 0, 15, 17
 
 
@@ -99,7 +100,10 @@ def _order_row(config: MarketConfig, order: dict, seq: int) -> OrderRow:
     row[7] = None if quote is None else market.quote.format(quote)
     row[8] = market.format_quantity(executed)
     row[9] = market.quote.format(executed_quote)
+    trigger = order.get("trigger_price")
     row.append(seq)
+    row.append(None if trigger is None else market.format_price(trigger))
+    row.append(order.get("triggered_at"))
     return tuple(row)
 
 

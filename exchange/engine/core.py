@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from exchange.engine.book import Book, Order
 from exchange.engine.ledger import Ledger
-from exchange.engine.stops import PendingStops, validate_trigger
+from exchange.engine.stops import PendingStops
 from exchange.errors import ErrorCode
 from exchange.markets import Market, MarketConfig
 from exchange.models import (
@@ -55,7 +55,7 @@ from exchange.models import (
     UserCreated,
     Withdraw,
 )
-from exchange.validation import validate_order
+from exchange.validation import validate_order, validate_trigger
 
 DEFAULT_CLOSED_ORDER_RETENTION = 200_000
 

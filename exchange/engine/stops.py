@@ -51,24 +51,12 @@ from sortedcontainers import SortedDict
 
 from exchange.engine.book import Order
 from exchange.errors import ErrorCode
-from exchange.markets import Market
-from exchange.models import PlaceOrder, Rejection, TimeInForce
+from exchange.models import Rejection
 
 # Thresholds when no order waits on a side: no price reaches them (prices are positive ticks
 # far below 2**62).
 NO_RISING = 1 << 62
 NO_FALLING = 0
-
-
-def validate_trigger(cmd: PlaceOrder, market: Market) -> Rejection | None:
-    """What a stop order must satisfy beyond any order's checks, read from the command alone."""
-    if cmd.post_only or cmd.time_in_force is TimeInForce.FOK:
-        return Rejection(ErrorCode.INVALID_ORDER, "post-only and FOK orders take no trigger_price")
-    if not 0 < cmd.trigger_price <= market.max_ticks:
-        return Rejection(
-            ErrorCode.INVALID_PRICE, "trigger_price must be within the market's price range"
-        )
-    return None
 
 
 class PendingStops:

@@ -101,6 +101,8 @@ def _order(row: dict[str, Any]) -> dict[str, Any]:
         "self_trade_prevention": row["self_trade_prevention"],
         "created_at": to_ms(row["created_at"]),
         "updated_at": to_ms(row["updated_at"]),
+        "trigger_price": _money(row["trigger_price"]),
+        "triggered_at": None if row["triggered_at"] is None else to_ms(row["triggered_at"]),
     }
     if row["type"] == "market" and row["side"] == "buy":
         out["quote_quantity"] = _money(row["quote_quantity"])

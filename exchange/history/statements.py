@@ -56,7 +56,7 @@ CREATE_STAGING = [
         price numeric, quantity numeric, quote_quantity numeric, executed_quantity numeric,
         executed_quote_quantity numeric, status text, time_in_force text, post_only boolean,
         self_trade_prevention text, created_ms bigint, updated_ms bigint, user_id text,
-        seq bigint
+        seq bigint, trigger_price numeric, triggered_ms bigint
     ) ON COMMIT DELETE ROWS
     """,
 ]
@@ -90,14 +90,15 @@ UPSERT_ORDERS = """
 INSERT INTO orders AS o (order_id, created_at, user_id, client_order_id, market, side, type,
                          price, quantity, quote_quantity, executed_quantity,
                          executed_quote_quantity, status, time_in_force, post_only,
-                         self_trade_prevention, updated_at, closed_at, seq)
+                         self_trade_prevention, updated_at, closed_at, seq, trigger_price,
+                         triggered_at)
 SELECT order_id, TIMESTAMPTZ 'epoch' + created_ms * INTERVAL '1 millisecond', user_id,
        client_order_id, market, side, type, price, quantity, quote_quantity, executed_quantity,
        executed_quote_quantity, status, time_in_force, post_only, self_trade_prevention,
        TIMESTAMPTZ 'epoch' + updated_ms * INTERVAL '1 millisecond',
        CASE WHEN status IN ('filled', 'cancelled', 'expired', 'rejected')
             THEN TIMESTAMPTZ 'epoch' + updated_ms * INTERVAL '1 millisecond' END,
-       seq
+       seq, trigger_price, TIMESTAMPTZ 'epoch' + triggered_ms * INTERVAL '1 millisecond'
 FROM orders_staging
 ORDER BY order_id
 ON CONFLICT (order_id, created_at) DO UPDATE SET
@@ -106,7 +107,8 @@ ON CONFLICT (order_id, created_at) DO UPDATE SET
     status = excluded.status,
     updated_at = excluded.updated_at,
     closed_at = excluded.closed_at,
-    seq = excluded.seq
+    seq = excluded.seq,
+    triggered_at = excluded.triggered_at
 WHERE (o.seq, o.updated_at, o.executed_quantity)
     < (excluded.seq, excluded.updated_at, excluded.executed_quantity)
 """
@@ -244,7 +246,7 @@ ORDER BY 1
 _ORDER_COLUMNS = """
 order_id, client_order_id, market, side, type, price, quantity, quote_quantity,
 executed_quantity, executed_quote_quantity, status, time_in_force, post_only,
-self_trade_prevention, created_at, updated_at
+self_trade_prevention, created_at, updated_at, trigger_price, triggered_at
 """
 
 # Optional filters get a statement each rather than "(param IS NULL OR ...)", which would

@@ -35,7 +35,7 @@ from exchange.models import (
 from exchange.money import MoneyError, parse_decimal, to_steps
 from exchange.surfaces.limits import MAX_BATCH_ORDERS
 from exchange.surfaces.params import check_fields, fail, market_of, user_id_value
-from exchange.validation import MAX_CLIENT_ORDER_ID_LENGTH, validate_order
+from exchange.validation import MAX_CLIENT_ORDER_ID_LENGTH, validate_order, validate_trigger
 
 # A Decimal like 1e999999999 is tiny as JSON but gigantic as digits: refuse it by its exponent
 # before anything writes it out.
@@ -57,6 +57,7 @@ ORDER_FIELDS = frozenset(
         "post_only",
         "client_order_id",
         "self_trade_prevention",
+        "trigger_price",
         "user_id",
     }
 )
@@ -84,16 +85,17 @@ def decimal_value(value: Any, code: ErrorCode, name: str) -> Decimal:
     return number
 
 
-def price_ticks(market: Market, value: Any) -> int:
-    price = decimal_value(value, ErrorCode.INVALID_PRICE, "price")
+def price_ticks(market: Market, value: Any, name: str = "price") -> int:
+    """A price (or ``trigger_price``) on the market's tick, in range."""
+    price = decimal_value(value, ErrorCode.INVALID_PRICE, name)
     try:
         ticks = to_steps(price, market.tick_size)
     except MoneyError as exc:
-        raise fail(ErrorCode.INVALID_PRICE, f"price {exc} (the tick size)") from None
+        raise fail(ErrorCode.INVALID_PRICE, f"{name} {exc} (the tick size)") from None
     if ticks > market.max_ticks:
         raise fail(
             ErrorCode.INVALID_PRICE,
-            f"price must be at most {market.format_price(market.max_ticks)}",
+            f"{name} must be at most {market.format_price(market.max_ticks)}",
         )
     return ticks
 
@@ -177,6 +179,7 @@ def parse_order(config: MarketConfig, data: Any, *, user_id: str) -> PlaceOrder:
     price = data.get("price")
     quantity = data.get("quantity")
     quote_quantity = data.get("quote_quantity")
+    trigger_price = data.get("trigger_price")
     if order_type is OrderType.LIMIT and price is None:
         raise fail(ErrorCode.INVALID_PRICE, "a limit order needs a price")
     if order_type is OrderType.MARKET and price is not None:
@@ -195,9 +198,14 @@ def parse_order(config: MarketConfig, data: Any, *, user_id: str) -> PlaceOrder:
         post_only=post_only,
         client_order_id=client_order_id,
         self_trade_prevention=stp,
+        trigger_price=(
+            None if trigger_price is None else price_ticks(market, trigger_price, "trigger_price")
+        ),
     )
-    # The engine's own check (exchange.validation), so a malformed order costs no round trip.
+    # The engine's own checks (exchange.validation), so a malformed order costs no round trip.
     rejection = validate_order(command, market)
+    if rejection is None and command.trigger_price is not None:
+        rejection = validate_trigger(command, market)
     if rejection is not None:
         raise fail(rejection.code, rejection.message)
     return command

@@ -81,7 +81,15 @@ async def test_compressed_history_reads_the_same(
     copy_batch.write_rows(conn, rows)
     assert await _everything(migrated_url, rows, now) == before
     order = rows.orders[0]
-    newer = (*order[:10], "cancelled", *order[11:15], order[15] + 1, order[16], order[17] + 1)
+    newer = (
+        *order[:10],
+        "cancelled",
+        *order[11:15],
+        order[15] + 1,
+        order[16],
+        order[17] + 1,
+        *order[18:],
+    )
     copy_batch.write_rows(conn, EntryRows([], [newer]))
     async with HistoryQueries(migrated_url) as history:
         stored = await history.order(order[16], order_id=order[0])

@@ -4,9 +4,10 @@ The whole stack runs (engine, db writer, API on a real socket, WebSocket server;
 ``tests/backpack`` fixture pieces). Six WebSocket connections listen — native public and private
 (one per user) on ``/``, Backpack public and private on ``/backpack`` — while a fixed script
 trades through native REST (HMAC-signed) and Backpack REST (ED25519-signed): resting orders, a
-crossing order that fills partly, market orders, a batch, cancels, cancel-all, every read, and
-refusals. Each REST answer (method, path, status, content type, body) and each frame, in order
-per connection, is compared with ``golden_wire.json``; ``GOLDEN_RECORD=1`` writes it anew.
+crossing order that fills partly, market orders, a batch, cancels, cancel-all, stop orders
+(placed, triggered, cancelled), every read, and refusals. Each REST answer (method, path,
+status, content type, body) and each frame, in order per connection, is compared with
+``golden_wire.json``; ``GOLDEN_RECORD=1`` writes it anew.
 
 Only what differs from run to run is replaced: ids (consistently: the first id seen is
 ``<id1>`` wherever it appears again), keys and secrets, epoch timestamps and ISO times. Key
@@ -648,9 +649,45 @@ async def run_flow(wire: Wire, nursery: trio.Nursery) -> None:
     await a.call("DELETE", "/api/v1/orders")  # nothing left
     await a.call("GET", "/api/v1/order", client_order_id="a-1")
 
+    # stop orders: alice's stop-limit sell waits below the last price, a trade at 96 triggers
+    # it and it sells into bob's bid; bob's Backpack stop buy waits above and is cancelled
+    stop = {"market": MARKET, "side": "sell", "price": "95", "quantity": "1"}
+    await a.call("POST", "/api/v1/order", dict(stop, trigger_price="96", post_only=True))
+    _, alice_stop = await step(
+        a.call("POST", "/api/v1/order", dict(stop, trigger_price="96")), alice
+    )
+    bid = {"symbol": MARKET, "side": "Bid", "orderType": "Limit", "price": "96", "quantity": "1"}
+    await step(pb.call("POST", "/api/v1/order", "orderExecute", bid), bob)
+    await step(a.call("POST", "/api/v1/order", dict(stop, price="96", quantity="0.5")), alice)
+    await a.call("GET", "/api/v1/order", order_id=alice_stop["order_id"])
+    _, bob_stop = await step(
+        pb.call(
+            "POST",
+            "/api/v1/order",
+            "orderExecute",
+            {
+                "symbol": MARKET,
+                "side": "Bid",
+                "orderType": "Market",
+                "triggerPrice": "120",
+                "triggerQuantity": "1",
+            },
+        ),
+        bob,
+    )
+    await pb.call("GET", "/api/v1/orders", "orderQueryAll", {"symbol": MARKET})
+    await step(
+        pb.call(
+            "DELETE", "/api/v1/order", "orderCancel", {"symbol": MARKET, "orderId": bob_stop["id"]}
+        ),
+        bob,
+    )
+    await step(a.call("DELETE", "/api/v1/orders", market=MARKET), alice)
+
     # history, once PostgreSQL has all of it
     await wait_for_history(b, batch[1]["id"])
-    await wait_for_history(a, cancelled[-1]["order_id"])
+    await wait_for_history(a, alice_stop["order_id"])
+    await wait_for_history(b, bob_stop["id"])
     await pb.call("GET", "/wapi/v1/history/orders", "orderHistoryQueryAll", {"symbol": MARKET})
     await pa.call(
         "GET", "/wapi/v1/history/fills", "fillHistoryQueryAll", {"symbol": MARKET, "limit": 100}

@@ -322,3 +322,46 @@ def test_api_key_mode_signs_requests_in_the_browser(stack: Stack, secure_stack: 
     assert page.text_content("#who").startswith("key ")
     page.click("#open-orders button.cancel")
     eventually(lambda: page.query_selector("#open-orders tr[data-order-id]") is None, what="cancel")
+
+
+def test_stop_order_from_the_form_waits_then_triggers(stack: Stack, open_page, tmp_path: Path):
+    market = "ETH_USDT"
+    maker = stack.user("stop-maker", USDT="100000", ETH="100")
+    taker = stack.user("stop-taker", USDT="100000", ETH="100")
+    user = stack.user("stop-user", ETH="10")
+    # the last trade price: 2000
+    stack.rest.order(maker, market=market, side="sell", price="2000", quantity="0.5")
+    stack.rest.order(taker, market=market, side="buy", price="2000", quantity="0.5")
+    page = open_page(f"/trade/{market}")
+    sign_in(page, user)
+
+    # a stop-limit sell: waits until a trade at 1995 or below, then offers at 1995
+    page.fill("#order-form [name=trigger_price]", "1995")
+    place_in_form(page, "sell", "1995", "1.5")
+    assert "trigger pending" in page.text_content("#form-status")
+    row = page.wait_for_selector("#open-orders tr[data-order-id]")
+    order_id = row.get_attribute("data-order-id")
+    assert row.query_selector(".trigger").text_content() == "1995"
+    assert row.query_selector(".status").text_content() == "trigger_pending"
+    eventually(
+        lambda: page_balances(page).get("ETH", {}).get("locked") == "1.5", what="1.5 ETH locked"
+    )
+    assert book_level(page, "asks", "1995") is None  # a waiting stop is not in the book
+    page.screenshot(path=str(tmp_path / "stop-pending.png"))
+
+    # a trade at 1995 triggers it: it rests at 1995 and the page shows it live
+    stack.rest.order(maker, market=market, side="buy", price="1995", quantity="0.1")
+    stack.rest.order(taker, market=market, side="sell", price="1995", quantity="0.1")
+    eventually(lambda: book_level(page, "asks", "1995") == "1.5", what="the triggered ask")
+    status = f"#open-orders tr[data-order-id='{order_id}'] .status"
+    eventually(lambda: page.text_content(status) == "new", what="the stop triggered")
+    (placed,) = stack.rest.ok("GET", f"/api/v1/order/open?market={market}&user_id={user}")
+    assert placed["triggered_at"] is not None and placed["trigger_price"] == "1995"
+    page.screenshot(path=str(tmp_path / "stop-triggered.png"))
+
+    # a trigger equal to the last price is refused with the API's words
+    page.fill("#order-form [name=trigger_price]", "1995")
+    place_in_form(page, "sell", "1990", "1")
+    eventually(lambda: "INVALID_PRICE" in page.text_content("#form-error"), what="INVALID_PRICE")
+    page.fill("#order-form [name=trigger_price]", "")
+    assert page.js_errors == []

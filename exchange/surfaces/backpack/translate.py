@@ -44,7 +44,12 @@ STATUS_NAMES = {
     "cancelled": "Cancelled",
     "expired": "Expired",
     "rejected": "Expired",
+    "trigger_pending": "TriggerPending",
 }
+# A triggered stop that could not run (a market buy by quantity finding no quote available):
+# natively ``rejected`` with a ``trigger_price`` (post-only orders, the other ``rejected``,
+# take no trigger). See exchange.engine.stops.
+TRIGGER_FAILED = "TriggerFailed"
 ORDER_FIELDS = frozenset(
     {
         "symbol",
@@ -57,6 +62,8 @@ ORDER_FIELDS = frozenset(
         "postOnly",
         "timeInForce",
         "selfTradePrevention",
+        "triggerPrice",
+        "triggerQuantity",
     }
 )
 MAX_CLIENT_ID_DIGITS = MAX_CLIENT_ORDER_ID_LENGTH  # Backpack's integer, as native digits
@@ -237,9 +244,18 @@ def order_request(config: MarketConfig, data: Any, *, user_id: str) -> PlaceOrde
         ("quoteQuantity", "quote_quantity"),
         ("timeInForce", "time_in_force"),
         ("postOnly", "post_only"),
+        ("triggerPrice", "trigger_price"),
     ):
         if data.get(name) is not None:
             native[field] = data[name]
+    # A stop order's size is its triggerQuantity, as ccxt sends it (or a market buy's
+    # quoteQuantity); Backpack refuses a triggerQuantity without a triggerPrice.
+    if data.get("triggerQuantity") is not None:
+        if data.get("triggerPrice") is None:
+            raise refuse("give both triggerPrice and triggerQuantity or neither")
+        if data.get("quantity") is not None:
+            raise refuse("give quantity or triggerQuantity, not both")
+        native["quantity"] = data["triggerQuantity"]
     if data.get("clientId") is not None:
         native["client_order_id"] = client_id_text(data["clientId"])
     if data.get("selfTradePrevention") is not None:
@@ -267,9 +283,19 @@ def order_json(config: MarketConfig, order: OrderView | Mapping[str, Any]) -> di
         "quoteQuantity": order.get("quote_quantity"),
         "executedQuantity": order["executed_quantity"],
         "executedQuoteQuantity": order["executed_quote_quantity"],
-        "status": STATUS_NAMES[order["status"]],
+        "status": status_name(order),
         "createdAt": order["created_at"],
+        "triggerPrice": order.get("trigger_price"),
+        "triggerQuantity": None if order.get("trigger_price") is None else order["quantity"],
+        "triggeredAt": order.get("triggered_at"),
     }
+
+
+def status_name(order: Mapping[str, Any]) -> str:
+    """Backpack's status of a native order object."""
+    if order["status"] == "rejected" and order.get("trigger_price") is not None:
+        return TRIGGER_FAILED
+    return STATUS_NAMES[order["status"]]
 
 
 def fill_json(config: MarketConfig, fill: Mapping[str, Any]) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from exchange.surfaces.backpack.translate import (
     SELF_TRADE_NAMES,
     SIDE_NAMES,
     STATUS_NAMES,
+    TRIGGER_FAILED,
     client_id_value,
 )
 from exchange.surfaces.event_json import EventJson
@@ -214,7 +215,8 @@ class BackpackTopics:
         """Backpack's order events for one native order update (data dicts, not yet framed)."""
         status = order["status"]
         order_id = order["order_id"]
-        if status == "rejected":  # a refused post-only: the REST call said so; nothing rested
+        if status == "rejected" and order.get("trigger_price") is None:
+            # a refused post-only: the REST call said so; nothing rested
             self._executed.pop(order_id, None)
             return []
         executed = Decimal(order["executed_quantity"])
@@ -241,7 +243,13 @@ class BackpackTopics:
             "Z": order["executed_quote_quantity"],
             "T": micros,
         }
+        if order.get("trigger_price") is not None:
+            base["P"] = order["trigger_price"]
         out = []
+        if status == "trigger_pending":  # a stop placed, waiting for its price
+            return [dict(base, e="triggerPlaced", X=STATUS_NAMES[status])]
+        if status == "rejected":  # a stop triggered that could not run
+            return [dict(base, e="triggerFailed", X=TRIGGER_FAILED)]
         filled = executed - before
         if status == "new" and filled == 0:
             out.append(dict(base, e="orderAccepted", X="New"))

@@ -12,7 +12,8 @@ import { el, clear, fmtTime, changeClass } from "./dom.js";
 const BOOK_LEVELS = 20;
 const TRADES_KEPT = 60;
 const FILLS_KEPT = 30;
-const OPEN = new Set(["new", "partially_filled"]);
+// A stop order waiting for its trigger price is open too (listed, cancellable, not in the book).
+const OPEN = new Set(["new", "partially_filled", "trigger_pending"]);
 
 const state = {
   config: null,
@@ -153,6 +154,7 @@ function renderOrders() {
       el("td", {}, o.market),
       el("td", { class: "side" }, o.side),
       el("td", {}, o.price ?? "market"),
+      el("td", { class: "trigger" }, o.trigger_price ?? ""),
       el("td", {}, o.quantity ?? ""),
       el("td", {}, o.executed_quantity),
       el("td", { class: "status" }, o.status),
@@ -160,7 +162,7 @@ function renderOrders() {
         type: "button", class: "small cancel", onclick: () => cancelOrder(o),
       }, "Cancel"))));
   }
-  if (!orders.length) body.append(el("tr", { class: "empty" }, el("td", { colspan: 7 },
+  if (!orders.length) body.append(el("tr", { class: "empty" }, el("td", { colspan: 8 },
     state.api?.signedIn ? "no open orders" : "sign in to trade")));
 }
 
@@ -486,6 +488,8 @@ async function submitOrder(event) {
     body.time_in_force = f.time_in_force;
     body.post_only = f.post_only === "on";
   }
+  const trigger = (f.trigger_price || "").trim();
+  if (trigger) body.trigger_price = trigger;
   const button = $("submit-order");
   button.disabled = true;
   try {
