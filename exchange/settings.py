@@ -114,6 +114,10 @@ class Settings:
 
     redis_url: str = _setting("REDIS_URL", "redis://127.0.0.1:6379/0")
     database_url: str = _setting("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    # a streaming replica of DATABASE_URL for the history reads (None: the primary serves them),
+    # used while it is at most REPLICA_MAX_LAG_S behind (see exchange.history.replica)
+    database_replica_url: str | None = _setting("DATABASE_REPLICA_URL", None)
+    replica_max_lag_s: float = _setting("REPLICA_MAX_LAG_S", 5.0, _number, _above_zero)
     markets_file: str | None = _setting("EXCHANGE_MARKETS_FILE", None)  # None: the packaged one
     log_level: str = _setting("LOG_LEVEL", "INFO", _text, _one_of(LOG_LEVELS))
     # engine

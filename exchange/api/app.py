@@ -17,7 +17,7 @@ from quart import Quart, Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from exchange.api import routes_admin, routes_ops, routes_web
+from exchange.api import metrics, routes_admin, routes_ops, routes_web
 from exchange.api.ratelimit import TokenBucketLimiter
 from exchange.api.router import Router, error_answer
 from exchange.bus import RedisBridge
@@ -84,6 +84,9 @@ def create_app(
                     timeout_s=settings.db_query_timeout_s,
                     connect_timeout_s=settings.db_connect_timeout_s,
                     application="exchange-api",
+                    replica_url=settings.database_replica_url,
+                    max_replica_lag_s=settings.replica_max_lag_s,
+                    on_replica_state=metrics.observe_replica,
                 ) as history,
             ):
                 api = Api(

@@ -1,4 +1,4 @@
-"""Prometheus metrics: request counts and latency per route.
+"""Prometheus metrics: request counts and latency per route; the history replica's lag.
 
 With several API worker processes, ``bin/api`` sets ``PROMETHEUS_MULTIPROC_DIR`` before the
 workers start; each worker then writes its samples to files there and ``/metrics`` (answered by
@@ -13,10 +13,13 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
 )
+
+from exchange.history.replica_lag import ReplicaState
 
 REQUESTS = Counter(
     "exchange_api_requests_total", "HTTP requests answered", ["route", "method", "status"]
@@ -27,6 +30,24 @@ LATENCY = Histogram(
     ["route", "method"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+
+
+# Each API process measures the same replica; the exposition keeps the largest of the live ones.
+REPLICA_LAG = Gauge(
+    "exchange_history_replica_lag_seconds",
+    "How far the history read replica is behind the primary (-1: not measurable)",
+    multiprocess_mode="livemax",
+)
+REPLICA_SERVING = Gauge(
+    "exchange_history_replica_serving",
+    "1 while history reads go to the replica, 0 while they fall back to the primary",
+    multiprocess_mode="livemin",
+)
+
+
+def observe_replica(state: ReplicaState) -> None:
+    REPLICA_LAG.set(-1 if state.lag_s is None else state.lag_s)
+    REPLICA_SERVING.set(1 if state.serves_reads else 0)
 
 
 def observe(route: str, method: str, status: int, elapsed_s: float) -> None:

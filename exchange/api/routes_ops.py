@@ -29,7 +29,12 @@ async def _check(name: str, probe, results: dict[str, str]) -> None:
 
 
 async def readyz(api: Api, req: Req) -> Any:
-    """Redis, the engine's heartbeat and PostgreSQL all reachable (503 otherwise)."""
+    """Redis, the engine's heartbeat and PostgreSQL all reachable (503 otherwise).
+
+    With a read replica, ``checks.replica`` says whether history reads go to it; a replica
+    behind or down is no reason to be unready (the primary serves the reads), so it is reported
+    but never makes the answer 503.
+    """
     results: dict[str, str] = {}
 
     async def engine() -> bool:
@@ -43,6 +48,9 @@ async def readyz(api: Api, req: Req) -> Any:
         nursery.start_soon(_check, "engine", engine, results)
         nursery.start_soon(_check, "postgres", postgres, results)
     down = sorted(name for name, state in results.items() if state != "ok")
+    replica = api.backend.history.replica_state
+    if replica is not None:
+        results["replica"] = replica.describe()
     if down:
         body = error_body("SERVICE_UNAVAILABLE", f"not ready: {', '.join(down)} down")
         body["checks"] = results

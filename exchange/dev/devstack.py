@@ -28,6 +28,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import attrs
 import trio
 
 from exchange import settings
@@ -403,8 +404,12 @@ def main() -> None:
         "action",
         nargs="?",
         default="up",
-        choices=["up", "down", "reset", "logs", "psql", "redis-cli", "database-url"],
-    )
+        choices=[
+            "up", "down", "reset", "logs", "psql", "redis-cli", "database-url", "redis-url",
+            "restore",
+        ],
+    )  # fmt: skip
+    parser.add_argument("directory", nargs="?", help="restore: the backup's directory")
     parser.add_argument("--secure", action="store_true", help="API keys instead of dev auth")
     args = parser.parse_args()
     try:
@@ -435,6 +440,44 @@ def main() -> None:
         os.execv(redis_cli, [redis_cli, "-u", redis_url(data_dir)])
     elif args.action == "database-url":
         print(database_url(data_dir))
+    elif args.action == "redis-url":
+        print(redis_url(data_dir))
+    elif args.action == "restore":
+        if args.directory is None:
+            raise SystemExit("just restore: name the backup's directory")
+        raise SystemExit(restore(Stack(data_dir, secure=False), Path(args.directory)))
+
+
+def restore(stack: Stack, directory: Path) -> int:
+    """Restore a backup into an empty ``./var`` (or the empty servers the URLs name), so the
+    next `just up` starts the exchange where the backup left it; returns the exit status."""
+    if (stack.data_dir / "up.pid").exists():
+        print("just restore: the exchange is running (just down, then just reset)")
+        return 2
+    private = {"redis_url", "database_url"} - set(stack.given)
+    if private and stack.data_dir.exists() and any(stack.data_dir.iterdir()):
+        print(f"just restore: {stack.data_dir} is not empty (just reset first)")
+        return 2
+    from exchange.backup import restore as backup_restore
+
+    try:
+        stack.start_servers()
+        target = attrs.evolve(
+            stack.config, redis_url=stack.env["REDIS_URL"], database_url=stack.env["DATABASE_URL"]
+        )
+        manifest = backup_restore.restore_backup(target, directory)
+    except backup_restore.BackupRefused as exc:
+        print(f"refused: {exc}")
+        return 2
+    finally:
+        stack.stop_servers()
+    # The restored users are the backup's: funding the demo users again would change them.
+    (stack.data_dir / "seeded").write_text("restored from a backup\n")
+    print(
+        f"restored {directory} (engine sequence {manifest.engine['seq']}); `just up` starts it"
+        " (API secrets derive from EXCHANGE_SECRET_KEY: set the original's to keep its keys)"
+    )
+    return 0
 
 
 if __name__ == "__main__":

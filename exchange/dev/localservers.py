@@ -300,6 +300,35 @@ class PostgresServer(_Server):
         server._launch()
         return server
 
+    @classmethod
+    def start_replica(
+        cls, primary: PostgresServer, data_dir: Path, port: int | None = None
+    ) -> PostgresServer:
+        """A streaming hot standby of ``primary``: ``pg_basebackup -R`` into ``data_dir`` (empty
+        or missing), then started. Its settings follow the primary's (``fsync``, TimescaleDB)."""
+        server = cls(data_dir, port, primary.fsync, primary.settings, primary.timescaledb)
+        server.data_dir.mkdir(parents=True, exist_ok=True)
+        if server._run_as is not None:
+            _hand_over(server.data_dir, server._run_as)
+        basebackup = Path(server.postgres).resolve().with_name("pg_basebackup")
+        result = subprocess.run(
+            [
+                str(basebackup),
+                "-D", str(server.data_dir),
+                "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+                "-X", "stream", "-R", "--checkpoint=fast",
+                *(["--no-sync"] if not primary.fsync else []),
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            **server._popen_kwargs(),  # type: ignore[arg-type]
+        )  # fmt: skip
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr).decode(errors="replace")
+            raise LocalServerError(f"pg_basebackup into {data_dir} failed:\n{output}")
+        server._launch()
+        return server
+
     @property
     def url(self) -> str:
         return self.database_url("postgres")

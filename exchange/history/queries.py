@@ -19,17 +19,20 @@ first ``limit`` buckets come before any other in that direction, so those bucket
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import attrs
 import psycopg
+import trio
 from psycopg.rows import dict_row
 
 from exchange.history import statements
 from exchange.history.pg import PooledConnections
+from exchange.history.replica import ReadRouter
+from exchange.history.replica_lag import ReplicaState
 from exchange.marketstats import (
     Candle,
     StoredWindow,
@@ -119,7 +122,9 @@ class HistoryQueries:
 
     A query answers within ``timeout_s`` (default: ``DB_QUERY_TIMEOUT_S``'s), waiting for a
     working connection included, or raises ServiceUnavailable. ``application`` names the
-    connections in ``pg_stat_activity``.
+    connections in ``pg_stat_activity``. With ``replica_url`` every read goes through a
+    :class:`~exchange.history.replica.ReadRouter`: to the replica while it lags at most
+    ``max_replica_lag_s``, else to the primary (``on_replica_state`` hears every check).
     """
 
     def __init__(
@@ -130,14 +135,34 @@ class HistoryQueries:
         timeout_s: float = _DEFAULTS.db_query_timeout_s,
         connect_timeout_s: int = _DEFAULTS.db_connect_timeout_s,
         application: str = "exchange-history",
+        replica_url: str | None = None,
+        max_replica_lag_s: float = _DEFAULTS.replica_max_lag_s,
+        on_replica_state: Callable[[ReplicaState], None] | None = None,
     ) -> None:
-        self._pool = PooledConnections(
-            database_url,
-            max_size=max_connections,
-            timeout_s=timeout_s,
-            connect_timeout_s=connect_timeout_s,
-            application=application,
+        def pool(url: str) -> PooledConnections:
+            return PooledConnections(
+                url,
+                max_size=max_connections,
+                timeout_s=timeout_s,
+                connect_timeout_s=connect_timeout_s,
+                application=application,
+            )
+
+        self._pool = ReadRouter(
+            pool(database_url),
+            None if replica_url is None else pool(replica_url),
+            max_lag_s=max_replica_lag_s,
+            on_state=on_replica_state,
         )
+
+    @property
+    def replica_state(self) -> ReplicaState | None:
+        """The replica as last checked (None without one)."""
+        return self._pool.state
+
+    async def watch_replica(self) -> None:
+        """Check the replica until cancelled; returns at once without one."""
+        await self._pool.watch()
 
     async def open(self) -> None:
         await self._pool.open()
@@ -156,8 +181,8 @@ class HistoryQueries:
         return await self._pool.run(_rows, query, params)
 
     async def ping(self) -> bool:
-        """True when PostgreSQL answers (raises ServiceUnavailable otherwise)."""
-        await self._pool.run(lambda conn: conn.execute(statements.PING).fetchone())
+        """True when the primary answers (raises ServiceUnavailable otherwise)."""
+        await self._pool.primary.run(lambda conn: conn.execute(statements.PING).fetchone())
         return True
 
     async def recent_trades(self, market: str, limit: int) -> list[dict]:
@@ -401,11 +426,14 @@ def _order_with_fills(conn: psycopg.Connection, query: str, params: dict) -> dic
 
 @contextlib.asynccontextmanager
 async def open_history_reader(database_url: str, **options: Any) -> AsyncIterator[HistoryQueries]:
-    """An open :class:`HistoryQueries` (``options`` as it takes them), closed on exit
-    (PostgreSQL may still be down on entry)."""
+    """An open :class:`HistoryQueries` (``options`` as it takes them), its replica watched,
+    closed on exit (PostgreSQL may still be down on entry)."""
     queries = HistoryQueries(database_url, **options)
     await queries.open()
     try:
-        yield queries
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(queries.watch_replica)
+            yield queries
+            nursery.cancel_scope.cancel()
     finally:
         await queries.aclose()

@@ -310,3 +310,34 @@ LIMIT %(limit)s
 """
 FILLS = _FILLS.format(market_filter=" AND market = %(market)s")
 FILLS_ALL_MARKETS = _FILLS.format(market_filter="")
+
+# --- read replica (exchange.history.replica) -----------------------------------------------------
+
+# Positions in the WAL as byte offsets (bigint), so they compare as integers in Python.
+PRIMARY_WAL_POSITION = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS position"
+REPLICA_WAL_POSITION = """
+SELECT pg_is_in_recovery() AS standby,
+       (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint AS position
+"""
+
+# --- backups (exchange.backup) -------------------------------------------------------------------
+
+# The newest engine sequence whose rows are in the history (trades and order states).
+HISTORY_POSITION = """
+SELECT greatest((SELECT max(seq) FROM trades), (SELECT max(seq) FROM orders)) AS seq
+"""
+EXPORT_SNAPSHOT = "SELECT pg_export_snapshot()"
+BEGIN_EXPORTED_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+END_EXPORTED_SNAPSHOT = "COMMIT"
+SERVER_VERSION = "SHOW server_version"
+# What makes a database "not empty" for a restore: any relation or extension of its own.
+DATABASE_CONTENTS = """
+SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+           AND n.nspname NOT LIKE 'pg\\_toast%' AND c.relkind IN ('r', 'p', 'v', 'm'))
+     + (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql') AS objects
+"""
+TIMESCALE_PRE_RESTORE = "SELECT timescaledb_pre_restore()"
+TIMESCALE_POST_RESTORE = "SELECT timescaledb_post_restore()"
+# Formatted with psycopg.sql.Literal (DDL takes no parameters): the dump's own version.
+CREATE_TIMESCALE_VERSION = "CREATE EXTENSION timescaledb VERSION {version}"

@@ -66,6 +66,10 @@ class History(Protocol):
     async def order(
         self, user_id: str, order_id: int | None = None, client_order_id: str | None = None
     ) -> dict | None: ...
+    async def ping(self) -> bool: ...
+    # the read replica as last checked (exchange.history.replica_lag.ReplicaState), or None
+    @property
+    def replica_state(self) -> Any: ...
 
 
 def _checked(reply: Reply) -> Any:
