@@ -26,6 +26,7 @@ import trio
 
 from exchange import codec
 from exchange.backup import manifest as mf
+from exchange.backup import redis_part
 from exchange.backup.__main__ import main as backup_main
 from exchange.backup.replay import replay
 from exchange.backup.restore import BackupRefused, restore_backup
@@ -126,6 +127,9 @@ async def test_backup_mid_flow_restores_that_state_and_the_flow_goes_on(
 
     async with running_exchange(settings), open_gateway(redis_url) as gateway:
         await _submit(gateway, before)
+        # The engine writes its snapshots in the background: the backup starts once one is kept.
+        client = redis_part.connect(redis_url)
+        await _eventually(lambda: redis_part.kept_snapshots(client))
         backed_up = trio.Event()
 
         async def trade_on() -> None:
