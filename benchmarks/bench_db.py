@@ -9,6 +9,10 @@
    TimescaleDB, the candles settled as the writer does); the API's klines queries are timed:
    1-hour (latest 500 buckets, and 500 from a start time) and 1-minute (latest 500).
 
+``--ledger both`` drains the same backlog twice, into fresh databases, with the account ledger
+on and off (``DB_LEDGER``), and reports both rates and the ledger's cost (target: at most 20%
+fewer trades/s with it on); ``--ledger off`` measures without it (default: on, as deployed).
+
 ``--mode both`` (the default when TimescaleDB is installed) runs everything on plain PostgreSQL
 and on TimescaleDB, one fresh server each, and prints them side by side; ``--size tiny`` runs
 a few thousand trades to check that the benchmark works. The last line is JSON: per mode,
@@ -61,8 +65,8 @@ KLINE_RUNS = 50
 TIMEOUT_S = 600
 
 
-def build_backlog(redis_url: str, backlog_trades: int) -> tuple[int, int]:
-    """Append the events of >= backlog_trades trades; returns (entries, trades)."""
+def build_backlog(backlog_trades: int) -> tuple[list[bytes], int]:
+    """The events of >= backlog_trades trades; returns (entries, trades)."""
     started = time.perf_counter()
     log = make_events(
         load_config(),
@@ -72,14 +76,19 @@ def build_backlog(redis_url: str, backlog_trades: int) -> tuple[int, int]:
         batch_commands=ENGINE_BATCH_COMMANDS,
         users=1000,
     )
-    client = redis.Redis.from_url(redis_url)
-    xadd_entries(client, log.entries)
-    client.close()
     print(
         f"backlog: {len(log.entries)} entries, {len(log.trades)} trades, {len(log.orders)} orders"
         f" (made in {time.perf_counter() - started:.1f}s)"
     )
-    return len(log.entries), len(log.trades)
+    return log.entries, len(log.trades)
+
+
+def load_backlog(redis_url: str, entries: list[bytes]) -> None:
+    """A fresh events stream (no consumer group yet) holding ``entries``."""
+    client = redis.Redis.from_url(redis_url)
+    client.delete(names.EVENT_STREAM)
+    xadd_entries(client, entries)
+    client.close()
 
 
 def drained(client: redis.Redis) -> bool:
@@ -90,10 +99,16 @@ def drained(client: redis.Redis) -> bool:
     return False
 
 
-def drain(redis_url: str, database_url: str, log_path: Path) -> tuple[float, float]:
+def drain(
+    redis_url: str, database_url: str, log_path: Path, *, ledger: bool = True
+) -> tuple[float, float]:
     """Run bin/db until the backlog is written; returns seconds from its start and from its
     "ready" log line (after imports, migration check and connecting) to the last XACK."""
-    env = os.environ | {"REDIS_URL": redis_url, "DATABASE_URL": database_url}
+    env = os.environ | {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        "DB_LEDGER": "1" if ledger else "0",
+    }
     with open(log_path, "wb") as log:
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -176,29 +191,40 @@ async def time_klines(url: str) -> dict[str, float]:
     return {name: round(statistics.median(values), 2) for name, values in times.items()}
 
 
-def run_mode(mode: str, size: str) -> dict[str, float]:
-    """Both measurements on fresh servers, PostgreSQL plain or with TimescaleDB preloaded."""
+def run_mode(mode: str, size: str, ledgers: list[bool]) -> dict[str, float]:
+    """Both measurements on fresh servers, PostgreSQL plain or with TimescaleDB preloaded; the
+    writer's once per ledger setting, each into a database of its own."""
     backlog_trades, kline_trades = SIZES[size]
     with (
         tempfile.TemporaryDirectory(prefix="bench-db-") as tmp,
         RedisServer.start(Path(tmp) / "redis") as redis_server,
         PostgresServer.start(Path(tmp) / "pg", timescaledb=mode == "timescaledb") as pg_server,
     ):
-        writer_url = pg_server.create_database("writer")
-        migrate(writer_url)
-        print(f"[{mode}] storage: {storage_mode(writer_url)}; PostgreSQL with fsync on")
-        entries, trades = build_backlog(redis_server.url, backlog_trades)
-        total_s, elapsed = drain(redis_server.url, writer_url, Path(tmp) / "db.log")
-        with psycopg.connect(writer_url) as conn:
-            stored = conn.execute("SELECT count(*) FROM trades").fetchone()[0]
-            orders = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
-        assert stored == trades, (stored, trades)
-        trades_per_s = trades / elapsed
-        print(
-            f"[{mode}] writer (bin/db): {entries} entries, {trades} trades, {orders} orders in"
-            f" {elapsed:.2f}s -> {trades_per_s:,.0f} trades/s"
-            f" ({total_s:.2f}s, {trades / total_s:,.0f} trades/s counting its start-up)"
-        )
+        backlog, trades = build_backlog(backlog_trades)
+        rates: dict[str, float] = {}
+        for ledger in ledgers:
+            label = "ledger on" if ledger else "ledger off"
+            writer_url = pg_server.create_database("writer_" + ("on" if ledger else "off"))
+            migrate(writer_url)
+            print(f"[{mode}] storage: {storage_mode(writer_url)}; PostgreSQL with fsync on")
+            load_backlog(redis_server.url, backlog)
+            total_s, elapsed = drain(
+                redis_server.url, writer_url, Path(tmp) / "db.log", ledger=ledger
+            )
+            with psycopg.connect(writer_url) as conn:
+                stored = conn.execute("SELECT count(*) FROM trades").fetchone()[0]
+                orders = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
+                movements = conn.execute("SELECT count(*) FROM ledger").fetchone()[0]
+            assert stored == trades, (stored, trades)
+            assert (movements >= 4 * trades) if ledger else movements == 0, movements
+            trades_per_s = trades / elapsed
+            print(
+                f"[{mode}] writer (bin/db, {label}): {len(backlog)} entries, {trades} trades,"
+                f" {orders} orders, {movements} ledger rows in {elapsed:.2f}s"
+                f" -> {trades_per_s:,.0f} trades/s"
+                f" ({total_s:.2f}s, {trades / total_s:,.0f} trades/s counting its start-up)"
+            )
+            rates["ledger_on" if ledger else "ledger_off"] = round(trades_per_s)
 
         klines_url = pg_server.create_database("klines")
         migrate(klines_url)
@@ -209,7 +235,16 @@ def run_mode(mode: str, size: str) -> dict[str, float]:
         )
         klines = trio.run(time_klines, klines_url)
         print(f"[{mode}] klines medians (ms): {klines}")
-    return {"trades_per_s": round(trades_per_s), **klines}
+    if len(rates) == 1:
+        return {"trades_per_s": next(iter(rates.values())), **klines}
+    slowdown = 100 * (rates["ledger_off"] - rates["ledger_on"]) / rates["ledger_off"]
+    print(f"[{mode}] the ledger costs {slowdown:.1f}% of the writer's trades/s (target <= 20%)")
+    return {
+        "trades_per_s": rates["ledger_on"],
+        "trades_per_s_ledger_off": rates["ledger_off"],
+        "ledger_slowdown_pct": round(slowdown, 1),
+        **klines,
+    }
 
 
 def main() -> None:
@@ -221,9 +256,16 @@ def main() -> None:
         help="storage mode(s) to measure (default: both when TimescaleDB is installed)",
     )
     parser.add_argument("--size", choices=list(SIZES), default="full")
+    parser.add_argument(
+        "--ledger",
+        choices=["on", "off", "both"],
+        default="on",
+        help="write the account ledger (DB_LEDGER); both: measure its cost",
+    )
     args = parser.parse_args()
     modes = ["plain", "timescaledb"] if args.mode == "both" else [args.mode]
-    results = {mode: run_mode(mode, args.size) for mode in modes}
+    ledgers = {"on": [True], "off": [False], "both": [True, False]}[args.ledger]
+    results = {mode: run_mode(mode, args.size, ledgers) for mode in modes}
     names = list(next(iter(results.values())))
     print(f"{'':22}" + "".join(f"{mode:>14}" for mode in modes))
     for name in names:

@@ -17,6 +17,9 @@ import attrs
 
 from exchange.errors import ErrorCode
 
+# The account trading fees are credited to (a user id no surface can name: it has a colon).
+FEE_ACCOUNT = "exchange:fees"
+
 
 class Side(enum.StrEnum):
     BUY = "buy"
@@ -160,7 +163,12 @@ class GetBalances:
     user_id: str
 
 
-Query = GetDepth | GetOpenOrders | GetOrder | GetBalances
+@attrs.frozen
+class GetAudit:
+    """The engine's half of the audit: per asset what came in, went out and is held."""
+
+
+Query = GetDepth | GetOpenOrders | GetOrder | GetBalances | GetAudit
 
 
 # --- replies -----------------------------------------------------------------------------------
@@ -237,7 +245,51 @@ class UserCreated:
     user_id: str
 
 
-Reply = OrderView | list[OrderView] | dict[str, Balance] | Depth | UserCreated | Rejection
+@attrs.frozen
+class Transferred:
+    """The reply to :class:`Deposit` and :class:`Withdraw`: the transfer's id (the command's
+    log sequence number, so a replay gives the same id) and the user's balances after it."""
+
+    transfer_id: int
+    balances: dict[str, Balance]
+
+
+@attrs.frozen
+class AssetTotals:
+    """One asset's account, in minor units: what was deposited and withdrawn in all, what the
+    users hold (available + locked) and what the fee account holds. Nothing is created or lost
+    when ``difference`` is 0."""
+
+    deposits: int
+    withdrawals: int
+    users: int
+    fees: int
+
+    @property
+    def difference(self) -> int:
+        return self.deposits - self.withdrawals - self.users - self.fees
+
+
+@attrs.frozen
+class LedgerAudit:
+    """The reply to :class:`GetAudit`. ``seq`` is the last command applied; ``moved_seq`` the
+    last one that moved funds (the history has caught up once its ledger reaches it)."""
+
+    seq: int
+    moved_seq: int
+    assets: dict[str, AssetTotals]
+
+
+Reply = (
+    OrderView
+    | list[OrderView]
+    | dict[str, Balance]
+    | Depth
+    | UserCreated
+    | Transferred
+    | LedgerAudit
+    | Rejection
+)
 
 
 # --- events (what downstream consumers see) ----------------------------------------------------
@@ -263,6 +315,10 @@ class TradeExecuted:
     buyer_id: str
     seller_id: str
     timestamp: int
+    # Fees in minor units: the buyer's in base, the seller's in quote (last, with defaults, so
+    # that trades encoded before fees were published still decode).
+    buyer_fee: int = 0
+    seller_fee: int = 0
 
     @property
     def is_buyer_maker(self) -> bool:
@@ -295,7 +351,18 @@ class DepthChanged:
     timestamp: int
 
 
-Event = OrderUpdated | TradeExecuted | BalanceChanged | DepthChanged
+@attrs.frozen
+class FundsTransferred:
+    """A deposit (``amount`` > 0) or withdrawal (``amount`` < 0) of ``transfer_id``."""
+
+    transfer_id: int
+    user_id: str
+    asset: str
+    amount: int
+    timestamp: int
+
+
+Event = OrderUpdated | TradeExecuted | BalanceChanged | DepthChanged | FundsTransferred
 
 
 @attrs.frozen

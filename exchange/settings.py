@@ -156,6 +156,10 @@ class Settings:
     db_read_count: int = _setting("DB_READ_COUNT", 32, _integer)  # engine batches per transaction
     # take over another consumer's entries pending this long
     db_claim_idle_s: float = _setting("DB_CLAIM_IDLE_S", 30.0, _number)
+    # write the account ledger (every movement of a balance); 0 only to measure what it costs
+    db_ledger: bool = _setting("DB_LEDGER", True, _flag)
+    # how long the admin audit waits for the history's ledger to reach the engine's last movement
+    audit_wait_s: float = _setting("AUDIT_WAIT_S", 5.0, _number, _above_zero)
     # PostgreSQL deadlines (see exchange.history.pg): a call that takes longer is cut off at the socket
     # libpq connect_timeout (whole seconds, at least 2)
     db_connect_timeout_s: int = _setting("DB_CONNECT_TIMEOUT_S", 2, _integer)

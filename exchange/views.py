@@ -92,6 +92,17 @@ def balances_json(config: MarketConfig, balances: dict[str, Balance]) -> dict[st
     }
 
 
+def ledger_json(config: MarketConfig, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The contract's ledger entries from the history's rows (integers of minor units)."""
+    out = []
+    for row in rows:
+        asset = config.assets[row["asset"]]
+        out.append(
+            {**row, "amount": asset.format(row["amount"]), "balance": asset.format(row["balance"])}
+        )
+    return out
+
+
 def levels_json(config: MarketConfig, symbol: str, levels) -> list[list[str]]:
     market = config.markets[symbol]
     return [[market.format_price(price), market.format_quantity(qty)] for price, qty in levels]

@@ -151,6 +151,52 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "additionalProperties": obj({"available": DECIMAL, "locked": DECIMAL}),
     },
+    "TransferDone": {
+        "type": "object",
+        "description": "the user's balances after the transfer, and its id",
+        "properties": {"transfer_id": {"type": "string", "pattern": "^[0-9]+$"}},
+        "required": ["transfer_id"],
+        "additionalProperties": obj({"available": DECIMAL, "locked": DECIMAL}),
+    },
+    "LedgerEntry": obj(
+        {
+            "id": {"type": "integer"},
+            "asset": {"type": "string"},
+            "kind": {"type": "string", "enum": ["deposit", "withdrawal", "trade", "fee"]},
+            "amount": SIGNED_DECIMAL | {"description": "negative when the balance fell"},
+            "balance": DECIMAL | {"description": "available + locked after the movement"},
+            "ref": {"type": "string", "description": "the trade id or the transfer id"},
+            "timestamp": MS,
+        }
+    ),
+    "AuditPart": {
+        "type": "object",
+        "nullable": True,
+        "properties": {
+            "seq": {"type": "integer"},
+            "assets": {
+                "type": "object",
+                "additionalProperties": obj(
+                    {
+                        "deposits": DECIMAL,
+                        "withdrawals": DECIMAL,
+                        "users": DECIMAL,
+                        "fees": DECIMAL,
+                        "difference": SIGNED_DECIMAL,
+                    }
+                ),
+            },
+        },
+        "required": ["seq", "assets"],
+    },
+    "Audit": obj(
+        {
+            "engine": ref("AuditPart"),
+            "history": ref("AuditPart"),
+            "ok": {"type": "boolean"},
+            "problems": array({"type": "string"}),
+        }
+    ),
     "OrderRequest": obj(
         {
             "market": {"type": "string", "example": "TATA_INR"},
@@ -388,6 +434,27 @@ def document(config: MarketConfig) -> dict[str, Any]:
             "/api/v1/balances": {
                 "get": _op("Balances", ref("Balances"), PRIVATE, [user], security=signed)
             },
+            "/api/v1/ledger": {
+                "get": _op(
+                    "The caller's balance movements, newest first",
+                    array(ref("LedgerEntry")),
+                    PRIVATE,
+                    [
+                        _query("asset", {"type": "string", "enum": sorted(config.assets)}),
+                        _limit(1000),
+                        user,
+                    ],
+                    security=signed,
+                )
+            },
+            "/api/v1/admin/audit": {
+                "get": _op(
+                    "Every unit accounted for, per asset, in the engine and in the history",
+                    ref("Audit"),
+                    ("401", "403", "503", "504"),
+                    security=admin,
+                )
+            },
             "/api/v1/admin/users": {
                 "post": _op(
                     "Create a new, empty user (an id never used before) with an API key",
@@ -411,11 +478,13 @@ def document(config: MarketConfig) -> dict[str, Any]:
                 )
             },
             "/api/v1/admin/deposit": {
-                "post": _op("Deposit", ref("Balances"), ADMIN, body=ref("Transfer"), security=admin)
+                "post": _op(
+                    "Deposit", ref("TransferDone"), ADMIN, body=ref("Transfer"), security=admin
+                )
             },
             "/api/v1/admin/withdraw": {
                 "post": _op(
-                    "Withdraw", ref("Balances"), ADMIN, body=ref("Transfer"), security=admin
+                    "Withdraw", ref("TransferDone"), ADMIN, body=ref("Transfer"), security=admin
                 )
             },
             "/healthz": {"get": _op("Liveness", obj({"status": {"type": "string"}}), ())},

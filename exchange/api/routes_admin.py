@@ -1,10 +1,12 @@
-"""Admin endpoints (``X-ADMIN-TOKEN``): users, API and ED25519 keys, deposits and withdrawals."""
+"""Admin endpoints (``X-ADMIN-TOKEN``): users, API and ED25519 keys, deposits and withdrawals,
+and the audit."""
 
 from __future__ import annotations
 
 import hmac
 from typing import Any
 
+from exchange.audit import audit_json
 from exchange.errors import ErrorCode, RequestError
 from exchange.surfaces.commands import parse_transfer
 from exchange.surfaces.http import Req
@@ -56,7 +58,9 @@ async def _transfer(api: Api, req: Req, *, withdraw: bool) -> Any:
     if not api.dev_auth and not await api.credentials.user_exists(command.user_id):
         # with API keys, users exist only once created; dev mode makes them on first use
         raise RequestError(ErrorCode.NOT_FOUND, f"no user {command.user_id!r}")
-    return balances_json(api.config, await api.backend.transfer(command))
+    done = await api.backend.transfer(command)
+    # The balances as the contract has them, plus the transfer's id (no asset is named so).
+    return {**balances_json(api.config, done.balances), "transfer_id": str(done.transfer_id)}
 
 
 async def deposit(api: Api, req: Req) -> Any:
@@ -67,9 +71,17 @@ async def withdraw(api: Api, req: Req) -> Any:
     return await _transfer(api, req, withdraw=True)
 
 
+async def audit(api: Api, req: Req) -> Any:
+    """Per asset, from the engine and from the history's ledger: see :mod:`exchange.audit`."""
+    _admin(api, req)
+    engine, history = await api.backend.audit(api.settings.audit_wait_s)
+    return audit_json(api.config, engine, history)
+
+
 ROUTES = [
     ("/api/v1/admin/users", "POST", create_user),
     ("/api/v1/admin/keys", "POST", add_key),
     ("/api/v1/admin/deposit", "POST", deposit),
     ("/api/v1/admin/withdraw", "POST", withdraw),
+    ("/api/v1/admin/audit", "GET", audit),
 ]

@@ -121,7 +121,7 @@ class Unsettled:
             self.newest_ms = max(self.newest_ms, span[1])
 
 
-def _decode(entries: list, asked: int, config: MarketConfig) -> Batch:
+def _decode(entries: list, asked: int, config: MarketConfig, ledger: bool) -> Batch:
     ids: list[bytes] = []
     good: list[tuple[bytes, dict, EntryRows]] = []
     bad: list[tuple[bytes, dict | None, str]] = []
@@ -132,7 +132,7 @@ def _decode(entries: list, asked: int, config: MarketConfig) -> Batch:
             log.warning("events entry %s is gone from the stream; acknowledging it", entry_id)
             continue
         try:
-            good.append((entry_id, fields, decode_entry(fields, config)))
+            good.append((entry_id, fields, decode_entry(fields, config, ledger=ledger)))
         except BadEntry as exc:
             bad.append((entry_id, fields, str(exc)))
     merged = merge(rows for _, _, rows in good)
@@ -151,9 +151,11 @@ class EventWriter:
         read_count: int,
         claim_idle_s: float,
         config: MarketConfig,
+        ledger: bool = True,
     ) -> None:
         self.redis = redis_bridge
         self.config = config  # the markets, to render the events' money for PostgreSQL
+        self.ledger = ledger  # write the account ledger's movements (DB_LEDGER)
         self.db = db
         self.consumer = consumer
         self.read_count = read_count
@@ -190,7 +192,7 @@ class EventWriter:
                 count=self.read_count,
                 block=READ_BLOCK_MS if start == ">" else None,
             )
-            return _decode(reply[0][1] if reply else [], self.read_count, self.config)
+            return _decode(reply[0][1] if reply else [], self.read_count, self.config, self.ledger)
 
         while True:
             try:
@@ -215,7 +217,7 @@ class EventWriter:
                 start_id=cursor,
                 count=self.read_count,
             )
-            return reply[0], _decode(reply[1], self.read_count, self.config)
+            return reply[0], _decode(reply[1], self.read_count, self.config, self.ledger)
 
         return await self.redis.call(claim_and_decode)
 
@@ -369,7 +371,7 @@ class EventWriter:
     async def _write_batch(self, batch: Batch) -> None:
         rows = batch.merged
         bad = list(batch.bad)
-        if rows.trades or rows.orders:
+        if rows.trades or rows.orders or rows.ledger:
             try:
                 await self._commit(rows)
             except _REFUSED_DATA as exc:

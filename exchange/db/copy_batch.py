@@ -47,7 +47,9 @@ def trade_span(rows: EntryRows) -> tuple[int, int] | None:
 
 
 def copy_rows(conn: psycopg.Connection, rows: EntryRows) -> None:
-    """One transaction: COPY into the staging tables, then one upsert per table. Trades written
+    """One transaction: COPY into the staging tables, then one upsert per table (the ledger's
+    movements with the trades that made them, so neither is ever written without the other).
+    Trades written
     behind a candle horizon show in the klines once settled (:func:`settle_candles`)."""
     with conn.transaction(), conn.cursor() as cur:
         if rows.trades:
@@ -60,6 +62,27 @@ def copy_rows(conn: psycopg.Connection, rows: EntryRows) -> None:
                 for row in rows.orders:
                     copy.write_row(row)
             cur.execute(statements.UPSERT_ORDERS)
+        if rows.ledger:
+            copy_ledger(cur, rows.ledger)
+
+
+def copy_ledger(cur: psycopg.Cursor, ledger: list) -> None:
+    """The movements COPYed straight into the ledger; if the key refuses them (a redelivered
+    batch, written before), through the staging table, inserting only what is missing.
+
+    The direct COPY is the common case and skips the staged path's second pass and conflict
+    checks; the savepoint confines a refusal to it.
+    """
+    try:
+        with cur.connection.transaction(), cur.copy(statements.COPY_LEDGER) as copy:
+            for row in ledger:
+                copy.write_row(row)
+    except psycopg.errors.UniqueViolation:
+        log.info("ledger: %d movements redelivered; inserting the missing ones", len(ledger))
+        with cur.copy(statements.COPY_LEDGER_STAGING) as copy:
+            for row in ledger:
+                copy.write_row(row)
+        cur.execute(statements.INSERT_LEDGER)
 
 
 def settle_candles(conn: psycopg.Connection, oldest_ms: int, newest_ms: int) -> None:

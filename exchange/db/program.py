@@ -77,6 +77,7 @@ async def run(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> No
         read_count=settings.db_read_count,
         claim_idle_s=settings.db_claim_idle_s,
         config=load_config(settings.markets_file),
+        ledger=settings.db_ledger,
     )
     try:
         await retrying("create the consumer group", writer.ensure_group)

@@ -5,8 +5,16 @@ codec's event messages (:func:`exchange.codec.event_message`: integers of ticks,
 units), each with the ``seq`` of the command that produced it. Trades and orders become tuples
 in the column order of ``trades_staging`` and ``orders_staging`` (see
 :mod:`exchange.history.statements`); money is rendered here as exact decimal text (the edge to
-PostgreSQL), which it parses into NUMERIC. Balance and depth events are not stored (balances
-live in the engine; depth is live data).
+PostgreSQL), which it parses into NUMERIC. Depth events are not stored (live data).
+
+With the ledger on, every movement of a user's total becomes a ledger row (integers of minor
+units, as PostgreSQL stores them): a ``FundsTransferred`` one, a trade four (what each side pays
+and receives) and one more per fee for the party and one for the fee account. The balance
+after each movement is not in the events; the ``BalanceChanged`` events of a command carry each
+touched balance after the whole command, and locks move nothing between available and locked
+that counts, so walking the command's movements backwards from those totals gives the total
+after each one. An entry holds whole batches, so a command's movements and its balances are
+always in the same entry.
 
 The messages are read as plain dicts, not built into records with the codec's converter: the
 writer's throughput is bound by this loop, and building an ``OrderUpdated`` with cattrs costs
@@ -23,10 +31,12 @@ import attrs
 import orjson
 
 from exchange.markets import MarketConfig
+from exchange.models import FEE_ACCOUNT
 from exchange.names import EVENTS_FIELD
 
 TradeRow = tuple
 OrderRow = tuple
+LedgerRow = tuple  # ledger_staging's columns: seq, idx, user, asset, kind, amount, balance, ref, ms
 
 # Fields picked straight out of the decoded JSON with itemgetter (C speed); values keep their
 # JSON types, and PostgreSQL checks and converts them as it reads the staging tables.
@@ -55,10 +65,14 @@ class EntryRows:
 
     trades: list[TradeRow]
     orders: list[OrderRow]
+    ledger: list[LedgerRow] = attrs.Factory(list)
 
 
-def decode_entry(fields: dict[bytes, bytes] | None, config: MarketConfig) -> EntryRows:
-    """Rows of one entry's trade and order events, money rendered for ``config``'s markets.
+def decode_entry(
+    fields: dict[bytes, bytes] | None, config: MarketConfig, *, ledger: bool = True
+) -> EntryRows:
+    """Rows of one entry's trade and order events, money rendered for ``config``'s markets,
+    and (``ledger``) its ledger movements.
 
     Raises:
         BadEntry: the entry is missing its events, is not JSON, or an event lacks a field (or
@@ -68,16 +82,77 @@ def decode_entry(fields: dict[bytes, bytes] | None, config: MarketConfig) -> Ent
         raise BadEntry("entry has no events field")
     trades: list[TradeRow] = []
     orders: list[OrderRow] = []
+    moves: list[list] = []
+    totals: dict[tuple[int, str, str], int] = {}
     try:
         for event in orjson.loads(fields[EVENTS_FIELD]):
             kind = event["record"]
             if kind == "TradeExecuted":
                 trades.append(_trade_row(config, event))
+                if ledger:
+                    _trade_moves(config, event, moves)
             elif kind == "OrderUpdated":
                 orders.append(_order_row(config, event["order"], event["seq"]))
+            elif not ledger:
+                continue
+            elif kind == "BalanceChanged":
+                totals[(event["seq"], event["user_id"], event["asset"])] = (
+                    event["available"] + event["locked"]
+                )
+            elif kind == "FundsTransferred":
+                amount = event["amount"]
+                moves.append(
+                    [event["seq"], event["user_id"], event["asset"],
+                     "deposit" if amount > 0 else "withdrawal", amount,
+                     event["transfer_id"], event["timestamp"]]
+                )  # fmt: skip
+        rows = _ledger_rows(moves, totals) if moves else []
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise BadEntry(f"malformed events: {exc!r}") from None
-    return EntryRows(trades, orders)
+    return EntryRows(trades, orders, rows)
+
+
+def _trade_moves(config: MarketConfig, event: dict, moves: list[list]) -> None:
+    """A trade's movements, in a fixed order: the quote leg, its fee, the base leg, its fee."""
+    market = config.markets[event["market"]]
+    seq, ref, ts = event["seq"], event["trade_id"], event["timestamp"]
+    buyer, seller = event["buyer_id"], event["seller_id"]
+    quote, base = market.quote.name, market.base.name
+    quote_units, base_units = event["quote_quantity"], event["quantity"] * market.base_per_lot
+    seller_fee, buyer_fee = event.get("seller_fee", 0), event.get("buyer_fee", 0)
+    moves.append([seq, buyer, quote, "trade", -quote_units, ref, ts])
+    moves.append([seq, seller, quote, "trade", quote_units, ref, ts])
+    if seller_fee:
+        moves.append([seq, seller, quote, "fee", -seller_fee, ref, ts])
+        moves.append([seq, FEE_ACCOUNT, quote, "fee", seller_fee, ref, ts])
+    moves.append([seq, seller, base, "trade", -base_units, ref, ts])
+    moves.append([seq, buyer, base, "trade", base_units, ref, ts])
+    if buyer_fee:
+        moves.append([seq, buyer, base, "fee", -buyer_fee, ref, ts])
+        moves.append([seq, FEE_ACCOUNT, base, "fee", buyer_fee, ref, ts])
+
+
+def _ledger_rows(moves: list[list], totals: dict[tuple[int, str, str], int]) -> list[LedgerRow]:
+    """Each movement with the total after it (walking back from each command's final totals)
+    and its place among its command's movements. Raises KeyError when a moved balance has no
+    ``BalanceChanged`` in its command."""
+    after = [0] * len(moves)
+    running = dict(totals)
+    for i in range(len(moves) - 1, -1, -1):
+        seq, user, asset, _kind, amount, _ref, _ts = moves[i]
+        key = (seq, user, asset)
+        total = running[key]
+        after[i] = total
+        running[key] = total - amount
+    rows: list[LedgerRow] = []
+    seq_of_idx, idx = None, 0
+    for move, total in zip(moves, after, strict=True):
+        seq, user, asset, kind, amount, ref, ts = move
+        if seq != seq_of_idx:
+            seq_of_idx, idx = seq, 0
+        rows.append((seq, idx, user, asset, kind, amount, total, ref, ts))
+        idx += 1
+    return rows
 
 
 def _trade_row(config: MarketConfig, event: dict) -> TradeRow:
@@ -115,9 +190,11 @@ def merge(entries: Iterable[EntryRows]) -> EntryRows:
     (events of a command come in the order the engine produced them).
     """
     trades: list[TradeRow] = []
+    ledger: list[LedgerRow] = []
     newest: dict[int, OrderRow] = {}
     for entry in entries:
         trades.extend(entry.trades)
+        ledger.extend(entry.ledger)
         for row in entry.orders:
             held = newest.get(row[_ORDER_ID])
             if held is None or (row[_ORDER_SEQ], row[_ORDER_UPDATED]) >= (
@@ -125,4 +202,4 @@ def merge(entries: Iterable[EntryRows]) -> EntryRows:
                 held[_ORDER_UPDATED],
             ):
                 newest[row[_ORDER_ID]] = row
-    return EntryRows(trades, list(newest.values()))
+    return EntryRows(trades, list(newest.values()), ledger)

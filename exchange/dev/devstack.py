@@ -31,7 +31,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from exchange import settings
+from exchange import auditctl, settings
 from exchange.dev import serverbinaries
 from exchange.dev.localservers import (
     LocalServerError,
@@ -406,7 +406,7 @@ def main() -> None:
         default="up",
         choices=[
             "up", "down", "reset", "logs", "psql", "redis-cli", "database-url", "redis-url",
-            "restore",
+            "restore", "audit",
         ],
     )  # fmt: skip
     parser.add_argument("directory", nargs="?", help="restore: the backup's directory")
@@ -446,6 +446,11 @@ def main() -> None:
         if args.directory is None:
             raise SystemExit("just restore: name the backup's directory")
         raise SystemExit(restore(Stack(data_dir, secure=False), Path(args.directory)))
+    elif args.action == "audit":
+        given = settings.given()
+        token = given.get("admin_token") or _stack_state(data_dir)["admin_token"]
+        url = f"http://{config.api_host}:{config.api_port}"
+        raise SystemExit(auditctl.run(url, token))
 
 
 def restore(stack: Stack, directory: Path) -> int:

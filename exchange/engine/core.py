@@ -36,10 +36,13 @@ from exchange.models import (
     Depth,
     Event,
     Fill,
+    FundsTransferred,
+    GetAudit,
     GetBalances,
     GetDepth,
     GetOpenOrders,
     GetOrder,
+    LedgerAudit,
     OrderStatus,
     OrderType,
     OrderUpdated,
@@ -52,6 +55,7 @@ from exchange.models import (
     Side,
     TimeInForce,
     TradeExecuted,
+    Transferred,
     UserCreated,
     Withdraw,
 )
@@ -96,6 +100,7 @@ class Engine:
         self.next_trade_id = 1
         self.next_user_id = 1  # the lowest id CreateUser may hand out next
         self.seq = 0
+        self.moved_seq = 0  # the last command that moved funds (a transfer or a trade)
         self.now = 0
         self._handlers: dict[type, Callable[..., Outcome]] = {
             PlaceOrder: self._place,
@@ -110,6 +115,7 @@ class Engine:
             GetOpenOrders: self._open_orders,
             GetOrder: self._order,
             GetBalances: self._balances,
+            GetAudit: self._audit,
         }
 
     # --- entry points --------------------------------------------------------------------------
@@ -387,6 +393,8 @@ class Engine:
             buyer_fee_bps, seller_fee_bps = market.maker_fee_bps, market.taker_fee_bps
         # A limit buy locked its own price; trading lower returns the difference.
         buyer_unlock = quote if buyer.type is MARKET else market.quote_units(buyer.price, lots)
+        seller_fee = quote * seller_fee_bps // 10_000
+        buyer_fee = base * buyer_fee_bps // 10_000
         ledger = self.ledger
         ledger.pay(
             buyer.user_id,
@@ -394,7 +402,7 @@ class Engine:
             buyer_unlock,
             quote,
             seller.user_id,
-            quote * seller_fee_bps // 10_000,
+            seller_fee,
         )
         ledger.pay(
             seller.user_id,
@@ -402,8 +410,9 @@ class Engine:
             base,
             base,
             buyer.user_id,
-            base * buyer_fee_bps // 10_000,
+            buyer_fee,
         )
+        self.moved_seq = self.seq
         buyer.locked -= buyer_unlock
         seller.locked -= base
 
@@ -440,6 +449,8 @@ class Engine:
                 buyer.user_id,
                 seller.user_id,
                 now,
+                buyer_fee,
+                seller_fee,
             )
         )
 
@@ -538,7 +549,7 @@ class Engine:
         if refused:
             return refused
         self.ledger.deposit(cmd.user_id, cmd.asset, cmd.amount)
-        return Outcome(self._balances(GetBalances(cmd.user_id)), list(self.ledger.take_changes()))
+        return self._transferred(cmd.user_id, cmd.asset, cmd.amount)
 
     def _withdraw(self, cmd: Withdraw) -> Outcome:
         refused = self._check_transfer(cmd.asset, cmd.amount)
@@ -546,7 +557,16 @@ class Engine:
             return refused
         if not self.ledger.withdraw(cmd.user_id, cmd.asset, cmd.amount):
             return reject(ErrorCode.INSUFFICIENT_FUNDS, f"not enough {cmd.asset} available")
-        return Outcome(self._balances(GetBalances(cmd.user_id)), list(self.ledger.take_changes()))
+        return self._transferred(cmd.user_id, cmd.asset, -cmd.amount)
+
+    def _transferred(self, user_id: str, asset: str, amount: int) -> Outcome:
+        """A transfer's id is its command's sequence number: unique, and the same on replay."""
+        self.moved_seq = self.seq
+        moved = FundsTransferred(self.seq, user_id, asset, amount, self.now)
+        return Outcome(
+            Transferred(self.seq, self._balances(GetBalances(user_id))),
+            [moved, *self.ledger.take_changes()],
+        )
 
     # --- users ---------------------------------------------------------------------------------
 
@@ -592,6 +612,9 @@ class Engine:
         if order is None or order.user_id != query.user_id:
             return Rejection(ErrorCode.ORDER_NOT_FOUND, "no such order")
         return order.view(with_fills=True)
+
+    def _audit(self, _query: GetAudit) -> LedgerAudit:
+        return LedgerAudit(self.seq, self.moved_seq, self.ledger.audit(list(self.config.assets)))
 
     def _balances(self, query: GetBalances) -> dict[str, Balance]:
         return {asset: self.ledger.balance(query.user_id, asset) for asset in self.config.assets}

@@ -7,13 +7,16 @@ engine emits one ``BalanceChanged`` per changed balance per command.
 
 Trading fees are taken from what a party receives and credited to :data:`FEE_ACCOUNT`; with the
 default 0 bps nothing moves, and adding fees is a configuration change, not a code change.
+
+Deposits and withdrawals are also summed per asset (``deposited``, ``withdrawn``): with the
+balances they are the engine's half of the audit (:meth:`Ledger.audit`).
 """
 
 from __future__ import annotations
 
-from exchange.models import Balance, BalanceChanged
+from exchange.models import FEE_ACCOUNT, AssetTotals, Balance, BalanceChanged
 
-FEE_ACCOUNT = "exchange:fees"
+__all__ = ["FEE_ACCOUNT", "Ledger"]
 
 
 class Ledger:
@@ -22,6 +25,8 @@ class Ledger:
     def __init__(self) -> None:
         self.balances: dict[str, dict[str, list[int]]] = {}
         self._touched: dict[tuple[str, str], None] = {}
+        self.deposited: dict[str, int] = {}
+        self.withdrawn: dict[str, int] = {}
 
     def _entry(self, user: str, asset: str) -> list[int]:
         assets = self.balances.get(user)
@@ -43,12 +48,14 @@ class Ledger:
 
     def deposit(self, user: str, asset: str, amount: int) -> None:
         self._entry(user, asset)[0] += amount
+        self.deposited[asset] = self.deposited.get(asset, 0) + amount
 
     def withdraw(self, user: str, asset: str, amount: int) -> bool:
         """Take ``amount`` out of available; False (and no change) if there is not enough."""
         if self.available(user, asset) < amount:
             return False
         self._entry(user, asset)[0] -= amount
+        self.withdrawn[asset] = self.withdrawn.get(asset, 0) + amount
         return True
 
     def hold(self, user: str, asset: str, amount: int) -> bool:
@@ -101,3 +108,22 @@ class Ledger:
             for asset, (available, locked) in assets.items():
                 out[asset] = out.get(asset, 0) + available + locked
         return out
+
+    def audit(self, assets: list[str]) -> dict[str, AssetTotals]:
+        """Per asset: deposited, withdrawn, held by users (available + locked) and by the fee
+        account, summed from the balances themselves (a lost or created unit shows)."""
+        users = dict.fromkeys(assets, 0)
+        fees = dict.fromkeys(assets, 0)
+        for user, held in self.balances.items():
+            into = fees if user == FEE_ACCOUNT else users
+            for asset, (available, locked) in held.items():
+                into[asset] = into.get(asset, 0) + available + locked
+        return {
+            asset: AssetTotals(
+                self.deposited.get(asset, 0),
+                self.withdrawn.get(asset, 0),
+                users.get(asset, 0),
+                fees.get(asset, 0),
+            )
+            for asset in sorted({*users, *fees, *self.deposited, *self.withdrawn})
+        }

@@ -10,6 +10,11 @@ Version 2 added stop orders: each book also holds its market's last trade price 
 its waiting stops by trigger (``rising`` and ``falling``, in triggering order). A version 1
 snapshot still loads: its orders lack the trigger fields (they default to none), no stop waits,
 and each market's last trade price is that of the newest fill the remembered orders hold.
+
+Version 3 added the audit's sums: deposits and withdrawals per asset and the last command that
+moved funds. An older snapshot loads as if what it holds had been deposited (nothing withdrawn,
+last movement 0), so the engine's audit starts balanced; the history's ledger starts at the
+upgrade.
 """
 
 from __future__ import annotations
@@ -35,8 +40,8 @@ from exchange.models import (
 )
 
 FORMAT = "exchange-engine-snapshot"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 ORDER_FIELDS = [f.name for f in attrs.fields(Order)]
 _ENUMS = {
     "side": Side,
@@ -88,6 +93,9 @@ def to_state(engine: Engine) -> dict:
         "next_user_id": engine.next_user_id,
         "closed_order_retention": engine.closed_order_retention,
         "balances": engine.ledger.balances,
+        "deposited": engine.ledger.deposited,
+        "withdrawn": engine.ledger.withdrawn,
+        "moved_seq": engine.moved_seq,
         "order_fields": ORDER_FIELDS,
         "orders": [order_row(order) for order in engine.orders.values()],
         "closed": list(engine.closed),
@@ -112,6 +120,13 @@ def from_state(state: dict, config: MarketConfig) -> Engine:
         user: {asset: list(entry) for asset, entry in assets.items()}
         for user, assets in state["balances"].items()
     }
+    if version >= 3:
+        engine.ledger.deposited = dict(state["deposited"])
+        engine.ledger.withdrawn = dict(state["withdrawn"])
+        engine.moved_seq = state["moved_seq"]
+    else:
+        engine.ledger.deposited = engine.ledger.totals()
+        engine.moved_seq = 0  # unknown; the history's ledger starts after it anyway
     fields = state["order_fields"]
     for row in state["orders"]:
         values = dict(zip(fields, row, strict=True))

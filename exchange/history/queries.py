@@ -41,6 +41,7 @@ from exchange.marketstats import (
     stored_ticker_json,
     summary,
 )
+from exchange.models import FEE_ACCOUNT, AssetTotals, LedgerAudit
 from exchange.money import format_decimal
 from exchange.settings import Settings
 
@@ -296,6 +297,40 @@ class HistoryQueries:
             for row in rows
         ]
 
+    async def ledger(
+        self, user_id: str, asset: str | None, limit: int, assets: list[str]
+    ) -> list[dict]:
+        """The user's balance movements (of ``asset``, or of every one of ``assets``), newest
+        first; money as integers of minor units (the caller renders them with the asset's
+        decimals, which this reader does not know)."""
+        if asset is None:
+            rows = await self._query(
+                statements.LEDGER_ALL_ASSETS, user_id=user_id, assets=list(assets), limit=limit
+            )
+        else:
+            rows = await self._query(statements.LEDGER, user_id=user_id, asset=asset, limit=limit)
+        return [
+            {
+                "id": row["id"],
+                "asset": row["asset"],
+                "kind": row["kind"],
+                "amount": row["amount"],
+                "balance": row["balance"],
+                "ref": str(row["ref"]),
+                "timestamp": row["ts_ms"],
+            }
+            for row in rows
+        ]
+
+    async def ledger_seq(self) -> int:
+        """The engine sequence the ledger has reached (0 when it is empty)."""
+        return (await self._query(statements.LEDGER_SEQ))[0]["seq"]
+
+    async def ledger_audit(self, up_to_seq: int) -> LedgerAudit:
+        """The history's half of the audit: the ledger summed per asset over the commands up
+        to ``up_to_seq`` (``seq`` of the reply: the ledger's newest command in that range)."""
+        return await self._pool.run(_ledger_audit, up_to_seq)
+
     async def order(
         self, user_id: str, order_id: int | None = None, client_order_id: str | None = None
     ) -> dict | None:
@@ -405,6 +440,22 @@ def _stats_seed(conn: psycopg.Connection, markets: list[str], since: datetime) -
                     row["trades"] = int(row["trades"])
                     latest[interval] = row
     return StatsSeed(last_trade_id, seconds, klines)
+
+
+def _ledger_audit(conn: psycopg.Connection, up_to_seq: int) -> LedgerAudit:
+    """Both reads in one snapshot, so the sums and the sequence describe the same rows."""
+    with conn.transaction():
+        conn.execute(statements.BEGIN_SNAPSHOT)
+        reached = _rows(conn, statements.LEDGER_SEQ, {})[0]["seq"]
+        seq = min(reached, up_to_seq)
+        rows = _rows(conn, statements.LEDGER_AUDIT, {"seq": seq, "fee_account": FEE_ACCOUNT})
+    assets = {
+        row["asset"]: AssetTotals(
+            int(row["deposits"]), int(row["withdrawals"]), int(row["users"]), int(row["fees"])
+        )
+        for row in rows
+    }
+    return LedgerAudit(seq, seq, assets)
 
 
 def _order_with_fills(conn: psycopg.Connection, query: str, params: dict) -> dict | None:

@@ -59,10 +59,30 @@ CREATE_STAGING = [
         seq bigint, trigger_price numeric, triggered_ms bigint
     ) ON COMMIT DELETE ROWS
     """,
+    """
+    CREATE TEMP TABLE IF NOT EXISTS ledger_staging (
+        seq bigint, idx integer, user_id text, asset text, kind text, amount bigint,
+        balance bigint, ref bigint, ts_ms bigint
+    ) ON COMMIT DELETE ROWS
+    """,
 ]
 
 COPY_TRADES = "COPY trades_staging FROM STDIN"
 COPY_ORDERS = "COPY orders_staging FROM STDIN"
+_LEDGER_WRITTEN = "seq, idx, user_id, asset, kind, amount, balance, ref, ts_ms"
+# The movements go straight into the ledger; a redelivered batch, which the key refuses, goes
+# through the staging table instead: a movement is keyed by its command and its place among
+# that command's movements, both the same on replay, so it inserts nothing twice
+# (sql/migrations/0006_ledger.sql).
+COPY_LEDGER = f"COPY ledger ({_LEDGER_WRITTEN}) FROM STDIN"
+COPY_LEDGER_STAGING = "COPY ledger_staging FROM STDIN"
+INSERT_LEDGER = f"""
+INSERT INTO ledger ({_LEDGER_WRITTEN})
+SELECT {_LEDGER_WRITTEN}
+FROM ledger_staging
+ORDER BY seq, idx
+ON CONFLICT (seq, idx) DO NOTHING
+"""
 
 # Milliseconds become timestamptz by integer interval arithmetic (exact), not to_timestamp()'s
 # double precision.
@@ -322,9 +342,11 @@ SELECT pg_is_in_recovery() AS standby,
 
 # --- backups (exchange.backup) -------------------------------------------------------------------
 
-# The newest engine sequence whose rows are in the history (trades and order states).
+# The newest engine sequence whose rows are in the history (trades, order states and ledger
+# movements: a deposit is in the ledger only).
 HISTORY_POSITION = """
-SELECT greatest((SELECT max(seq) FROM trades), (SELECT max(seq) FROM orders)) AS seq
+SELECT greatest((SELECT max(seq) FROM trades), (SELECT max(seq) FROM orders),
+                (SELECT max(seq) FROM ledger)) AS seq
 """
 EXPORT_SNAPSHOT = "SELECT pg_export_snapshot()"
 BEGIN_EXPORTED_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
@@ -341,3 +363,47 @@ TIMESCALE_PRE_RESTORE = "SELECT timescaledb_pre_restore()"
 TIMESCALE_POST_RESTORE = "SELECT timescaledb_post_restore()"
 # Formatted with psycopg.sql.Literal (DDL takes no parameters): the dump's own version.
 CREATE_TIMESCALE_VERSION = "CREATE EXTENSION timescaledb VERSION {version}"
+# --- ledger and audit ----------------------------------------------------------------------------
+
+_LEDGER_COLUMNS = "id, asset, kind, amount, balance, ref, ts_ms"
+
+LEDGER = f"""
+SELECT {_LEDGER_COLUMNS}
+FROM ledger
+WHERE user_id = %(user_id)s AND asset = %(asset)s
+ORDER BY seq DESC, idx DESC
+LIMIT %(limit)s
+"""
+
+# Every asset's newest rows from the (user, asset) index, merged: no sort of a user's whole
+# ledger. The assets are the configured ones.
+LEDGER_ALL_ASSETS = f"""
+SELECT own.*
+FROM unnest(%(assets)s::text[]) AS a(asset)
+CROSS JOIN LATERAL (
+    SELECT {_LEDGER_COLUMNS}, seq, idx
+    FROM ledger
+    WHERE user_id = %(user_id)s AND asset = a.asset
+    ORDER BY seq DESC, idx DESC
+    LIMIT %(limit)s
+) AS own
+ORDER BY seq DESC, idx DESC
+LIMIT %(limit)s
+"""
+
+# The sequence the ledger has reached (0 when empty), through the primary key's order.
+LEDGER_SEQ = "SELECT coalesce(max(seq), 0) AS seq FROM ledger"
+
+# The history's half of the audit, over the movements of commands up to %(seq)s: what came in
+# and went out, what the users hold and what the fee account holds, per asset.
+LEDGER_AUDIT = """
+SELECT asset,
+       coalesce(sum(amount) FILTER (WHERE kind = 'deposit'), 0) AS deposits,
+       coalesce(-sum(amount) FILTER (WHERE kind = 'withdrawal'), 0) AS withdrawals,
+       coalesce(sum(amount) FILTER (WHERE user_id <> %(fee_account)s), 0) AS users,
+       coalesce(sum(amount) FILTER (WHERE user_id = %(fee_account)s), 0) AS fees
+FROM ledger
+WHERE seq <= %(seq)s
+GROUP BY asset
+ORDER BY asset
+"""

@@ -15,6 +15,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
+import trio
+
 from exchange.errors import ErrorCode, RequestError
 from exchange.markets import MarketConfig
 from exchange.models import (
@@ -25,15 +27,18 @@ from exchange.models import (
     CreateUser,
     Deposit,
     Depth,
+    GetAudit,
     GetBalances,
     GetDepth,
     GetOpenOrders,
     GetOrder,
+    LedgerAudit,
     OrderView,
     PlaceOrder,
     Query,
     Rejection,
     Reply,
+    Transferred,
     UserCreated,
     Withdraw,
 )
@@ -70,6 +75,15 @@ class History(Protocol):
     # the read replica as last checked (exchange.history.replica_lag.ReplicaState), or None
     @property
     def replica_state(self) -> Any: ...
+    async def ledger(
+        self, user_id: str, asset: str | None, limit: int, assets: list[str]
+    ) -> list[dict]: ...
+    async def ledger_seq(self) -> int: ...
+    async def ledger_audit(self, up_to_seq: int) -> LedgerAudit: ...
+
+
+# How often the audit asks whether the history's ledger has caught up.
+_AUDIT_POLL_S = 0.05
 
 
 def _checked(reply: Reply) -> Any:
@@ -103,7 +117,7 @@ class Backend:
     async def cancel_all(self, command: CancelAll) -> list[OrderView]:
         return _checked(await self.gateway.submit(command))
 
-    async def transfer(self, command: Deposit | Withdraw) -> dict[str, Balance]:
+    async def transfer(self, command: Deposit | Withdraw) -> Transferred:
         return _checked(await self.gateway.submit(command))
 
     async def new_user_id(self, above: int) -> str:
@@ -121,6 +135,17 @@ class Backend:
 
     async def balances(self, user_id: str) -> dict[str, Balance]:
         return _checked(await self.gateway.query(GetBalances(user_id)))
+
+    async def audit(self, wait_s: float) -> tuple[LedgerAudit, LedgerAudit]:
+        """The engine's half of the audit and the history's, the latter once its ledger has
+        reached the engine's last movement or ``wait_s`` has passed (then it is behind, which
+        :func:`exchange.audit.problems` says). The history is summed up to the engine's
+        sequence, so both halves describe the same commands."""
+        engine: LedgerAudit = _checked(await self.gateway.query(GetAudit()))
+        with trio.move_on_after(wait_s):
+            while await self.history.ledger_seq() < engine.moved_seq:
+                await trio.sleep(_AUDIT_POLL_S)
+        return engine, await self.history.ledger_audit(engine.seq)
 
     async def order(
         self, user_id: str, order_id: int | None, client_order_id: str | None

@@ -18,6 +18,7 @@ from exchange import codec, names
 from exchange.dev.flow import Flow, Mix, stamp
 from exchange.engine.core import Engine
 from exchange.markets import MarketConfig
+from exchange.models import FundsTransferred
 from exchange.views import event_json
 
 # More crossing orders than the default mix: more trades per command.
@@ -32,6 +33,17 @@ class EventLog:
     trades: dict[int, dict] = attrs.Factory(dict)  # trade id → trade event
     orders: dict[int, dict] = attrs.Factory(dict)  # order id → newest order object
     users: dict[int, str] = attrs.Factory(dict)  # order id → its owner
+    transfers: int = 0  # deposits and withdrawals made
+    engine: Engine | None = None  # the engine after every command (its balances)
+
+    def ledger_totals(self) -> dict[tuple[str, str], int]:
+        """(user, asset) → available + locked, every balance the engine holds that is not 0."""
+        return {
+            (user, asset): available + locked
+            for user, held in self.engine.ledger.balances.items()
+            for asset, (available, locked) in held.items()
+            if available + locked
+        }
 
     def trade_totals(self) -> dict[str, tuple[int, Decimal]]:
         """Per market: (number of trades, sum of quantities)."""
@@ -55,7 +67,7 @@ def make_events(
     """Events of ``commands`` trading commands (more while fewer than ``min_trades`` trades)."""
     flow = Flow(config, seed=seed, users=users, mix=TRADING_MIX)
     engine = Engine(config)
-    log = EventLog()
+    log = EventLog(engine=engine)
     pending: list[dict] = []
     seq = 0
 
@@ -65,6 +77,9 @@ def make_events(
         seq_, ts = stamp(seq)
         for event in engine.apply(command, seq=seq_, ts=ts).events:
             pending.append(codec.event_message(event, seq_))
+            if type(event) is FundsTransferred:
+                log.transfers += 1
+                continue
             rendered = event_json(config, event)  # what PostgreSQL must hold, as decimals
             if rendered["type"] == "trade":
                 log.trades[rendered["id"]] = rendered

@@ -501,6 +501,8 @@ class Reference:
                 buyer.user_id,
                 seller.user_id,
                 self.now,
+                buyer_fee,
+                seller_fee,
             )
         )
         self.next_trade_id += 1

@@ -12,12 +12,14 @@ from exchange.models import (
     CancelOrder,
     Deposit,
     DepthChanged,
+    FundsTransferred,
     GetBalances,
     GetDepth,
     OrderStatus,
     OrderUpdated,
     Side,
     TradeExecuted,
+    Transferred,
     Withdraw,
 )
 from exchange.models import (
@@ -30,8 +32,13 @@ from exchange.models import (
 def test_deposit_replies_every_asset_and_emits_the_change() -> None:
     h = Harness()
     out = h(Deposit("alice", "INR", 1_234))
-    assert out.reply == {a: Balance(1_234 if a == "INR" else 0, 0) for a in h.config.assets}
-    assert out.events == [BalanceChanged("alice", "INR", 1_234, 0)]
+    seq = h.engine.seq
+    balances = {a: Balance(1_234 if a == "INR" else 0, 0) for a in h.config.assets}
+    assert out.reply == Transferred(seq, balances)  # the transfer id is the command's seq
+    assert out.events == [
+        FundsTransferred(seq, "alice", "INR", 1_234, h.engine.now),
+        BalanceChanged("alice", "INR", 1_234, 0),
+    ]
     assert h.engine.query(GetBalances("nobody")) == {a: Balance(0, 0) for a in h.config.assets}
 
 
@@ -41,8 +48,12 @@ def test_withdraw_takes_from_available_only() -> None:
     h.buy("alice", 100, 6)  # locks 600
     assert h(Withdraw("alice", "INR", 401)).reply.code is ErrorCode.INSUFFICIENT_FUNDS
     out = h(Withdraw("alice", "INR", 400))
-    assert out.reply["INR"] == Balance(0, 600)
-    assert out.events == [BalanceChanged("alice", "INR", 0, 600)]
+    assert out.reply.balances["INR"] == Balance(0, 600)
+    assert out.reply.transfer_id == h.engine.seq
+    assert out.events == [
+        FundsTransferred(h.engine.seq, "alice", "INR", -400, h.engine.now),
+        BalanceChanged("alice", "INR", 0, 600),
+    ]
 
 
 @pytest.mark.parametrize(

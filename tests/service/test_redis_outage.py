@@ -70,7 +70,7 @@ async def test_engine_and_gateway_ride_out_a_redis_restart(own_redis):
     assert len(in_log) == len(set(in_log))  # nothing applied twice
     for command, reply in replied:
         assert command in in_log
-        assert reply["INR"].available > 0
+        assert reply.balances["INR"].available > 0
     for name in "abc":
         assert balances[name] == reference.engine.query(GetBalances(name))
     assert read_events(client) == reference.events_json()

@@ -68,8 +68,8 @@ async def test_round_trip_through_the_gateway(engine_service):
     async with open_gateway(engine_service.redis_url) as gateway:
         heartbeat = gateway.heartbeat()
         assert heartbeat is not None and set(heartbeat) == {"seq", "log_id", "lag", "ts"}
-        balances = await gateway.submit(Deposit("alice", "INR", 10**9))
-        assert balances["INR"] == Balance(10**9, 0)
+        deposited = await gateway.submit(Deposit("alice", "INR", 10**9))
+        assert deposited.balances["INR"] == Balance(10**9, 0)
         await gateway.submit(Deposit("bob", "TATA", 10**6))
         bid = await gateway.submit(
             PlaceOrder("alice", "TATA_INR", Side.BUY, price=10_000, quantity=100)
@@ -108,7 +108,7 @@ async def test_several_gateways_get_their_own_replies(engine_service):
             for n in range(4):
                 nursery.start_soon(client, a if n % 2 else b, f"u{n}")
         for user, replies in results.items():
-            assert [r["INR"].available for r in replies] == [
+            assert [r.balances["INR"].available for r in replies] == [
                 n * (n + 1) // 2 for n in range(1, 31)
             ], user
 
@@ -134,7 +134,7 @@ async def test_batch_outputs_reach_the_events_stream_and_channels(engine_service
     assert [e["record"] for e in market] == ["DepthChanged", "TradeExecuted", "DepthChanged"]
     assert market[1]["price"] == 10_000 and market[1]["seq"] == 4
     alice = received[user_channel("alice")]
-    assert {e["record"] for e in alice} == {"OrderUpdated", "BalanceChanged"}
+    assert {e["record"] for e in alice} == {"OrderUpdated", "BalanceChanged", "FundsTransferred"}
     assert all(e.get("user_id", e.get("order", {}).get("user_id")) == "alice" for e in alice)
     assert [type(e) for e in codec.decode_events(orjson.dumps(market))] == [
         DepthChanged,
@@ -152,8 +152,8 @@ async def test_malformed_command_is_answered_and_skipped(engine_service, client)
         COMMAND_STREAM, {BODY_FIELD: b"garbage", REPLY_TO_FIELD: b"me", REQUEST_ID_FIELD: b"r1"}
     )
     async with open_gateway(engine_service.redis_url) as gateway:
-        balances = await gateway.submit(Deposit("alice", "INR", 5))
-        assert balances["INR"].available == 5
+        deposited = await gateway.submit(Deposit("alice", "INR", 5))
+        assert deposited.balances["INR"].available == 5
         assert gateway.heartbeat() is not None
     [(_id, fields)] = client.xrange(reply_stream("me"))
     rejection = codec.decode(fields[b"r1"])

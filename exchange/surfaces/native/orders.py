@@ -1,4 +1,5 @@
-"""Private endpoints: orders, cancels, open orders, lookups, history, fills and balances.
+"""Private endpoints: orders, cancels, open orders, lookups, history, fills, balances and the
+ledger.
 
 Every handler first learns who calls (:func:`.auth.caller`); a user only ever names their own
 orders, because every command and query carries the caller's id and the engine and the history
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from exchange.errors import ErrorCode, RequestError
 from exchange.models import OrderView, PlaceOrder
 from exchange.surfaces import limits
 from exchange.surfaces.batch import place_batch
@@ -25,11 +27,12 @@ from exchange.surfaces.native.auth import caller, dev_caller
 from exchange.surfaces.native.errors import NATIVE_ERRORS
 from exchange.surfaces.params import check_params, json_object, market_of, parse_json
 from exchange.surfaces.state import Api
-from exchange.views import balances_json, order_json
+from exchange.views import balances_json, ledger_json, order_json
 
 _USER = frozenset({"user_id"})
 _MARKET = frozenset({"market", "symbol", "user_id"})
 _MARKET_LIMIT = _MARKET | {"limit"}
+_ASSET_LIMIT = frozenset({"asset", "limit", "user_id"})
 _LOOKUP = frozenset({"order_id", "client_order_id", "user_id"})
 
 
@@ -129,6 +132,18 @@ async def fills(api: Api, req: Req) -> Any:
     return await api.backend.history.fills(*await _history_query(api, req))
 
 
+async def ledger(api: Api, req: Req) -> Any:
+    """The caller's balance movements, newest first (``asset`` optional)."""
+    check_params(req.params, _ASSET_LIMIT)
+    who = await caller(api, req)
+    asset = req.params.get("asset")
+    if asset is not None and asset not in api.config.assets:
+        raise RequestError(ErrorCode.INVALID_ASSET, f"unknown asset {asset!r}")
+    limit = limits.HISTORY.of(req.params)
+    rows = await api.backend.history.ledger(who.user_id, asset, limit, list(api.config.assets))
+    return ledger_json(api.config, rows)
+
+
 async def balances(api: Api, req: Req) -> Any:
     check_params(req.params, _USER)
     who = await caller(api, req)
@@ -145,4 +160,5 @@ ROUTES = [
     ("/api/v1/orders/history", "GET", order_history),
     ("/api/v1/fills", "GET", fills),
     ("/api/v1/balances", "GET", balances),
+    ("/api/v1/ledger", "GET", ledger),
 ]
