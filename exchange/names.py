@@ -56,6 +56,10 @@ REPLY_TTL_MS = 60_000
 HEARTBEAT_TTL_MS = 3_000
 
 
+# What each API and ws process's rate-limit keys spent lately (exchange.ratelimit_share).
+RATE_LIMIT_CHANNEL = "exchange:ratelimit:spent"
+
+
 def market_channel(symbol: str) -> str:
     """Pub/sub channel of a market's depth and trade events."""
     return MARKET_CHANNEL_PREFIX + symbol

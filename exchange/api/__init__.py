@@ -6,7 +6,6 @@ Modules, in the order a request meets them:
 - :mod:`.app`       the app factory; opens the gateway, history reader and credential store,
                     and mounts every surface's routes
 - :mod:`.router`    :class:`~.router.Router`: ASGI dispatch, each route's error shape, metrics
-- :mod:`.ratelimit` pure token buckets (per key/user, per IP for public routes)
 - ``routes_*``      what is the program's own: admin (``X-ADMIN-TOKEN``), operations, the page;
                     :mod:`.openapi`, :mod:`.metrics`
 

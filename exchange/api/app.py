@@ -17,8 +17,8 @@ from quart import Quart, Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from exchange import ratelimit_share
 from exchange.api import metrics, routes_admin, routes_ops, routes_web
-from exchange.api.ratelimit import TokenBucketLimiter
 from exchange.api.router import Router, error_answer
 from exchange.bus import RedisBridge
 from exchange.credentials import CredentialStore
@@ -89,22 +89,25 @@ def create_app(
                     on_replica_state=metrics.observe_replica,
                 ) as history,
             ):
+                private_limiter, public_limiter = ratelimit_share.limiters(settings)
                 api = Api(
                     settings=settings,
                     config=config,
                     backend=Backend(config, gateway, history),
                     credentials=credentials,
-                    private_limiter=TokenBucketLimiter(
-                        settings.rate_limit_private_per_s, settings.rate_limit_private_burst
-                    ),
-                    public_limiter=TokenBucketLimiter(
-                        settings.rate_limit_public_per_s, settings.rate_limit_public_burst
-                    ),
+                    private_limiter=private_limiter,
+                    public_limiter=public_limiter,
                     clock=trio.current_time,
                     clock_ms=clock_ms,
                 )
-                task_status.started(api)
-                await stop.wait()
+                async with trio.open_nursery() as nursery:
+                    # not awaited: Redis may be down at start (limits are then unshared)
+                    nursery.start_soon(
+                        ratelimit_share.share, private_limiter, settings.redis_url, bridge
+                    )
+                    task_status.started(api)
+                    await stop.wait()
+                    nursery.cancel_scope.cancel()
         finally:
             bridge.close()
             stopped.set()

@@ -22,7 +22,7 @@ from exchange.surfaces.signing_window import wall_clock_ms
 
 
 class Limiter(Protocol):
-    """A token bucket per key (``exchange.api.ratelimit.TokenBucketLimiter``)."""
+    """A token bucket per key (``exchange.ratelimit.TokenBucketLimiter``)."""
 
     def take(self, key: str, now: float, cost: float = 1.0) -> float: ...
 

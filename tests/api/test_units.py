@@ -7,12 +7,12 @@ from decimal import Decimal
 
 import pytest
 
-from exchange.api.ratelimit import TokenBucketLimiter
 from exchange.api.routes_admin import check_admin
 from exchange.credentials import check_ed25519_key, derive_secret
 from exchange.errors import ErrorCode, RequestError
 from exchange.markets import load_config
 from exchange.models import Deposit, OrderType, PlaceOrder, Side, Withdraw
+from exchange.ratelimit import TokenBucketLimiter
 from exchange.surfaces.commands import parse_order, parse_transfer
 from exchange.surfaces.failures import retry_after_header
 from exchange.surfaces.limits import limit_param

@@ -4,9 +4,9 @@ Each key (an API key, a user id or a client IP) owns a bucket of ``burst`` token
 ``rate_per_s``. A request takes one token; an empty bucket answers with the seconds until the
 next token, which becomes the ``Retry-After`` header of a 429.
 
-Buckets live in the process: with N API processes behind a balancer a client gets up to N times
-the rate. A shared Redis counter would be exact but costs a round trip per request on the hot
-path; per-process buckets are the usual compromise, and the limit is set per process.
+Buckets live in the process, so a check costs no round trip; :mod:`exchange.ratelimit_share`
+makes them shared by every API and ws process (each debits what the others spent, published
+through Redis every 100 ms).
 Idle buckets are dropped once full again, so memory stays bounded by the active clients.
 """
 
@@ -42,6 +42,13 @@ class TokenBucketLimiter:
         self._calls += 1
         if self._calls % _SWEEP_EVERY == 0:
             self._sweep(now)
+        bucket = self._refilled(key, now)
+        if bucket.tokens >= cost:
+            bucket.tokens -= cost
+            return 0.0
+        return (cost - bucket.tokens) / self.rate_per_s
+
+    def _refilled(self, key: str, now: float) -> _Bucket:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = _Bucket(self.burst, now)
@@ -49,10 +56,15 @@ class TokenBucketLimiter:
             elapsed = max(0.0, now - bucket.updated)
             bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.rate_per_s)
             bucket.updated = now
-        if bucket.tokens >= cost:
-            bucket.tokens -= cost
-            return 0.0
-        return (cost - bucket.tokens) / self.rate_per_s
+        return bucket
+
+    def debit(self, key: str, now: float, cost: float) -> None:
+        """Take ``cost`` tokens that were spent elsewhere, refusing nothing: the bucket may go
+        below zero, and this process then waits for it to refill like everyone else."""
+        if self.rate_per_s <= 0:
+            return
+        bucket = self._refilled(key, now)
+        bucket.tokens -= cost
 
     def _sweep(self, now: float) -> None:
         full_after = self.burst / self.rate_per_s
