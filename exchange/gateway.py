@@ -28,9 +28,10 @@ unknown. The gateway never retries a command: a retry could apply it twice.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -62,6 +63,15 @@ READ_BLOCK_MS = 50
 READ_COUNT = 1_000
 SEND_BATCH_MAX = 1_000
 OUTBOX_SIZE = 10_000
+
+# Called (in the requesting task) once a request is in the gateway's outbox. A WebSocket
+# connection sets it for each request's task and starts the next request only then, so one
+# connection's commands reach the log in the order it sent them while their replies overlap.
+# A context variable rather than a parameter keeps every surface function and Backend method
+# unaware of it.
+on_queued: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "on_queued", default=None
+)
 
 
 class _Slot:
@@ -166,6 +176,10 @@ class Gateway:
                         for (stream, body), slot in zip(items, slots, strict=True)
                     ]
                 )
+                queued = on_queued.get()
+                if queued is not None:
+                    on_queued.set(None)  # once per task: a later query is not ordered again
+                    queued()
                 replies = []
                 for slot in slots:
                     await slot.done.wait()

@@ -62,20 +62,26 @@ class ErrorShape:
         """A refused item of a batch, in the surface's error object."""
         return self.body(self.code_of(exc.code)[0], exc.message)
 
-    def failure(self, exc: BaseException) -> Answer:
-        """The surface's rendering of anything a handler raised."""
+    def words(self, exc: BaseException) -> tuple[str, str, int]:
+        """``(code, message, status)`` of anything a handler raised: the ladder, once (REST
+        answers them as HTTP, the WebSocket twins as error frames)."""
         if isinstance(exc, SurfaceRefusal):
-            return self.answer(exc.code, exc.message, exc.status)
+            return exc.code, exc.message, exc.status
         if isinstance(exc, RequestError):
             code, status = self.code_of(exc.code)
-            if isinstance(exc, RateLimited):
-                return self.answer(code, exc.message, status, **{"Retry-After": exc.retry_after})
-            return self.answer(code, exc.message, status)
+            return code, exc.message, status
         if isinstance(exc, EngineTimeout):
             code, status = self.code_of(ErrorCode.ENGINE_TIMEOUT)
-            return self.answer(code, self.timeout_message, status)
+            return code, self.timeout_message, status
         if isinstance(exc, ServiceUnavailable):
             code, status = self.code_of(ErrorCode.SERVICE_UNAVAILABLE)
-            return self.answer(code, f"a needed service is down: {exc}", status)
+            return code, f"a needed service is down: {exc}", status
         self.log.error("unhandled error", exc_info=exc)
-        return self.answer(self.internal_code, "internal error", 500)
+        return self.internal_code, "internal error", 500
+
+    def failure(self, exc: BaseException) -> Answer:
+        """The surface's rendering of anything a handler raised."""
+        code, message, status = self.words(exc)
+        if isinstance(exc, RateLimited):
+            return self.answer(code, message, status, **{"Retry-After": exc.retry_after})
+        return self.answer(code, message, status)

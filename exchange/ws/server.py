@@ -13,23 +13,29 @@ per round), so capacity grows by adding processes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import sys
+from collections.abc import AsyncIterator
+from typing import Any
 
 import attrs
 import trio
 from trio_websocket import WebSocketRequest, WebSocketServer
 
+from exchange import ratelimit_share
 from exchange import settings as settings_module
 from exchange.bus import RedisBridge
 from exchange.credentials import CredentialStore
 from exchange.errors import ConfigError, ServiceUnavailable
 from exchange.gateway import open_gateway
+from exchange.history.queries import open_history_reader
 from exchange.markets import MarketConfig, load_config
 from exchange.models import Depth, GetDepth, Rejection
 from exchange.programs import cancel_on_stop_signal, configure_logging, supervise
 from exchange.pubsub import open_subscriber
+from exchange.surfaces.backend import Backend
 from exchange.surfaces.backpack import ws_connection as backpack_connection
 from exchange.surfaces.backpack.ws_stream import BackpackTopics
 from exchange.surfaces.event_json import EventJson
@@ -37,6 +43,7 @@ from exchange.surfaces.native.ws_auth import Authenticator
 from exchange.surfaces.native.ws_connection import Client
 from exchange.surfaces.native.ws_topics import NativeTopics
 from exchange.surfaces.signing_window import wall_clock_ms
+from exchange.surfaces.state import Api
 from exchange.ws import direct_write
 from exchange.ws.hub import Hub
 from exchange.ws.seed import seed_statistics
@@ -55,6 +62,9 @@ class Options:
     """Knobs tests and benchmarks turn; production uses the defaults and Settings."""
 
     limits: Limits | None = None
+    # Serve closed orders to order.status from PostgreSQL (settings.database_url); tests
+    # without a database turn it off (a closed order's lookup then answers SERVICE_UNAVAILABLE).
+    history: bool = True
     # SO_SNDBUF of accepted sockets (None: the kernel's autotuning). Tests shrink it so a client
     # that stops reading backs up into our outbox after kilobytes rather than megabytes.
     send_buffer_bytes: int | None = None
@@ -91,7 +101,20 @@ async def run(
         async with (
             open_gateway(settings.redis_url, timeout_s=settings.engine_timeout_s) as gateway,
             open_subscriber(settings.redis_url) as subscriber,
+            _open_history(settings, options.history) as history,
         ):
+            # The trading methods' state, as the API builds it (exchange.api.app): the same
+            # backend, credentials and rate-limit settings and buckets keyed alike.
+            private_limiter, public_limiter = ratelimit_share.limiters(settings)
+            api = Api(
+                settings=settings,
+                config=config,
+                backend=Backend(config, gateway, history),
+                credentials=store,
+                private_limiter=private_limiter,
+                public_limiter=public_limiter,
+                clock=trio.current_time,
+            )
 
             async def fetch_depth(market: str) -> Depth:
                 reply = await gateway.query(GetDepth(market, None))
@@ -124,10 +147,14 @@ async def run(
                     await request.reject(404)
                     return
                 ws = await request.accept()
-                await Client(ws, hub, config, authenticator, limits).serve()
+                await Client(ws, hub, config, authenticator, limits, api).serve()
 
             async with trio.open_nursery() as nursery:
                 await nursery.start(hub.run)
+                # shared with every API and ws process (not awaited: Redis may be down)
+                nursery.start_soon(
+                    ratelimit_share.share, private_limiter, settings.redis_url, bridge
+                )
                 if options.seed_statistics:
                     await seed_statistics(hub, settings.database_url)
                 listeners = await _listeners(settings)
@@ -143,6 +170,30 @@ async def run(
                 task_status.started(server.port)
     finally:
         bridge.close()
+
+
+class _NoHistory:
+    """History for a server without PostgreSQL: every read is refused as a service down."""
+
+    def __getattr__(self, name: str) -> Any:
+        async def refuse(*_args: Any, **_kw: Any) -> Any:
+            raise ServiceUnavailable("PostgreSQL is not configured for this server")
+
+        return refuse
+
+
+@contextlib.asynccontextmanager
+async def _open_history(settings: settings_module.Settings, enabled: bool) -> AsyncIterator[Any]:
+    if not enabled:
+        yield _NoHistory()
+        return
+    async with open_history_reader(
+        settings.database_url,
+        timeout_s=settings.db_query_timeout_s,
+        connect_timeout_s=settings.db_connect_timeout_s,
+        application="exchange-ws",
+    ) as history:
+        yield history
 
 
 def _direct_write(settings: settings_module.Settings) -> bool:

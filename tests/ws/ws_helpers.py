@@ -30,14 +30,26 @@ async def ws_server(
     auth_mode: str = "dev",
     options: Options | None = None,
     database_url: str | None = None,
+    engine_timeout_s: float = 5.0,
+    **changes: Any,
 ) -> AsyncIterator[int]:
     """Run the server on a free port; yields the port.
 
     Its statistics are seeded from ``database_url``; without one they are not (tests must never
     reach the machine's own PostgreSQL, the default of Settings).
     """
-    options = attrs.evolve(options or Options(), seed_statistics=database_url is not None)
-    settings = Settings(redis_url=redis_url, ws_port=0, auth_mode=auth_mode)
+    options = attrs.evolve(
+        options or Options(),
+        seed_statistics=database_url is not None,
+        history=database_url is not None,
+    )
+    settings = Settings(
+        redis_url=redis_url,
+        ws_port=0,
+        auth_mode=auth_mode,
+        engine_timeout_s=engine_timeout_s,
+        **changes,
+    )
     if database_url is not None:
         settings = attrs.evolve(settings, database_url=database_url)
     async with trio.open_nursery() as nursery:

@@ -7,6 +7,7 @@ REST: :mod:`~exchange.surfaces.native.orders` and :mod:`~exchange.surfaces.nativ
 
 WebSocket: :mod:`~exchange.surfaces.native.ws_protocol` (requests and stream names, pure),
 :mod:`~exchange.surfaces.native.ws_render` (events → frames), :mod:`~exchange.surfaces.native.ws_auth`
-(AUTH) and :mod:`~exchange.surfaces.native.ws_connection` (a connection: requests, streams,
-the depth gate), served by :mod:`exchange.ws`.
+(AUTH), :mod:`~exchange.surfaces.native.ws_trading` (the trading methods, each calling its REST
+twin's surface function) and :mod:`~exchange.surfaces.native.ws_connection` (a connection:
+requests in order, streams, the depth gate), served by :mod:`exchange.ws`.
 """

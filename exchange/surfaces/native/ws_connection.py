@@ -16,11 +16,15 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
+import trio
 from trio_websocket import WebSocketConnection
 
-from exchange.errors import ErrorCode
+from exchange import gateway
+from exchange.errors import ErrorCode, RequestError
 from exchange.markets import MarketConfig
 from exchange.names import market_channel, user_channel
+from exchange.surfaces.native import ws_trading
+from exchange.surfaces.native.auth import Caller
 from exchange.surfaces.native.ws_auth import Authenticator
 from exchange.surfaces.native.ws_protocol import (
     ProtocolError,
@@ -31,6 +35,7 @@ from exchange.surfaces.native.ws_protocol import (
     parse_stream,
     result_frame,
 )
+from exchange.surfaces.state import Api
 from exchange.ws.direct_write import raw_socket, try_send_nowait
 from exchange.ws.frames import DepthSnapshot, Frame
 from exchange.ws.hub import Hub, private_topic
@@ -40,6 +45,9 @@ log = logging.getLogger(__name__)
 
 # Diffs held while a snapshot is fetched; more means the engine is not answering.
 MAX_GATE_BUFFER = 10_000
+# Trading requests of one connection awaiting their replies; past it the reader waits (and TCP
+# pushes back on the client) rather than holding more.
+MAX_IN_FLIGHT = 1024
 
 
 @attrs.define
@@ -58,10 +66,15 @@ class Client(Session):
         config: MarketConfig,
         authenticator: Authenticator,
         limits: Limits,
+        api: Api | None = None,
     ) -> None:
         super().__init__(ws, hub, config, limits)
         self.authenticator = authenticator
+        self.api = api  # None: a server without trading (tests of the streams alone)
         self.user_id: str | None = None
+        self.caller: Caller | None = None
+        self._in_flight = trio.Semaphore(MAX_IN_FLIGHT)
+        self._requests: trio.Nursery | None = None
         self.streams: dict[str, tuple[str, str]] = {}  # stream name → (topic, channel)
         self.gates: dict[str, _DepthGate] = {}
         self._socket = raw_socket(ws) if ws is not None and limits.direct_write else None
@@ -135,11 +148,57 @@ class Client(Session):
 
     # --- requests ------------------------------------------------------------------------------
 
+    async def serve(self) -> None:
+        # Trading requests run in a nursery outside the connection's cancel scope: one the
+        # server has read is carried out to its end even when the connection closes meanwhile
+        # (1008, the client leaving), so it is never half sent, nor applied twice.
+        async with trio.open_nursery() as self._requests:
+            await super().serve()
+
     async def handle(self, message: str | bytes) -> None:
         try:
-            await self._handle(parse_request(message))
+            request = parse_request(message)
+            if request.method in ws_trading.METHODS:
+                await self._trade(message, request)
+            else:
+                await self._handle(request)
         except ProtocolError as exc:
             self._reply(error_frame(exc.request_id, exc.code.value, exc.message))
+
+    async def _trade(self, message: str | bytes, request: Request) -> None:
+        """Start ``request`` and return once its command is queued to the engine (or it was
+        refused): the next request of this connection is then queued after it."""
+        try:
+            ws_trading.check_id(request.id)
+            if self.api is None:
+                raise RequestError(ErrorCode.SERVICE_UNAVAILABLE, "trading is not served here")
+            if self.caller is None:
+                raise RequestError(ErrorCode.UNAUTHORIZED, "AUTH before trading")
+        except RequestError as exc:
+            self._reply(ws_trading.failure_frame(request.id, exc))
+            return
+        params = ws_trading.exact_params(message, request.params)
+        await self._in_flight.acquire()
+        assert self._requests is not None
+        queued = trio.Event()
+        self._requests.start_soon(self._run_trade, request.id, request.method, params, queued)
+        await queued.wait()
+
+    async def _run_trade(
+        self, request_id: Any, method: str, params: Any, queued: trio.Event
+    ) -> None:
+        gateway.on_queued.set(queued.set)
+        assert self.api is not None and self.caller is not None
+        try:
+            result = await ws_trading.call(self.api, self.caller, method, params)
+            frame = ws_trading.result_frame(request_id, result)
+        except Exception as exc:  # noqa: BLE001 - every failure is answered as REST would
+            frame = ws_trading.failure_frame(request_id, exc)
+        finally:
+            self._in_flight.release()
+            queued.set()  # refused before it reached the gateway: the next may go
+        if self.close_code is None:
+            self._reply(frame)
 
     def _reply(self, payload: bytes) -> None:
         self.deliver((Frame.of(payload),))
@@ -163,6 +222,9 @@ class Client(Session):
                 ErrorCode.INVALID_REQUEST, "already authenticated as another user", request.id
             )
         self.user_id = user_id
+        # The rate-limit bucket its REST requests use: the API key's, or the dev user's.
+        key = request.params.get("api_key") if self.authenticator.mode == "apikey" else None
+        self.caller = Caller(user_id, f"key:{key}" if key else f"user:{user_id}")
         self._reply(result_frame(request.id))
 
     def _topic(self, stream: Stream) -> tuple[str, str]:

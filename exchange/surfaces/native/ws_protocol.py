@@ -16,8 +16,10 @@ import orjson
 from exchange.errors import ErrorCode
 from exchange.markets import MarketConfig
 from exchange.marketstats import INTERVALS_MS
+from exchange.surfaces.native.ws_trading import METHODS as TRADING_METHODS
 
-METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "AUTH")
+STREAM_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "AUTH")
+METHODS = STREAM_METHODS + tuple(TRADING_METHODS)
 PRIVATE_STREAMS = ("orders", "balances")
 MARKET_KINDS = ("depth", "trade", "ticker")
 MAX_FRAME_BYTES = 64 * 1024
@@ -80,10 +82,10 @@ def parse_request(raw: str | bytes) -> Request:
             ErrorCode.INVALID_REQUEST, f"method must be one of {', '.join(METHODS)}", request_id
         )
     params = data.get("params")
-    if method == "AUTH":
+    if method == "AUTH" or method in TRADING_METHODS:
         if not isinstance(params, dict):
             raise ProtocolError(
-                ErrorCode.INVALID_REQUEST, "AUTH params must be an object", request_id
+                ErrorCode.INVALID_REQUEST, f"{method} params must be an object", request_id
             )
     elif (
         not isinstance(params, list)
