@@ -98,4 +98,8 @@ bench-db *ARGS:
     {{ python }} benchmarks/bench_db.py {{ ARGS }}
 
 # Every benchmark, one after another.
-bench: bench-engine bench-engine-service bench-db bench-api bench-http bench-ws
+bench: bench-engine bench-engine-service bench-db bench-api bench-http bench-ws bench-ws-trading
+
+# Orders over the WebSocket (16 connections, each in its own process) against HTTP single orders at c=16, same run (--quick: 3 s phases).
+bench-ws-trading *ARGS:
+    {{ python }} benchmarks/bench_ws_trading.py {{ ARGS }}
