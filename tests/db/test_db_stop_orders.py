@@ -112,7 +112,7 @@ async def test_stop_orders_in_history_after_migrating_stored_orders(
                 "SELECT bool_and(is_compressed) FROM timescaledb_information.chunks"
                 " WHERE hypertable_name = 'orders'"
             ).fetchone()[0]
-    assert migrate(database_url) == ["0005_stop_orders.sql"]
+    assert migrate(database_url)[0] == "0005_stop_orders.sql"  # and any later ones
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         _write(conn, config, _stop_events(config))
