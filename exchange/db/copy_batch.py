@@ -74,15 +74,28 @@ def copy_ledger(cur: psycopg.Cursor, ledger: list) -> None:
     checks; the savepoint confines a refusal to it.
     """
     try:
-        with cur.connection.transaction(), cur.copy(statements.COPY_LEDGER) as copy:
-            for row in ledger:
-                copy.write_row(row)
+        with cur.connection.transaction():
+            _copy_binary(cur, statements.COPY_LEDGER, ledger)
     except psycopg.errors.UniqueViolation:
         log.info("ledger: %d movements redelivered; inserting the missing ones", len(ledger))
-        with cur.copy(statements.COPY_LEDGER_STAGING) as copy:
+        _copy_binary(cur, statements.COPY_LEDGER_STAGING, ledger)
+        cur.execute(statements.INSERT_LEDGER)
+
+
+class LedgerRowRefused(psycopg.DataError):
+    """A ledger row whose value the binary COPY cannot dump as its column's type (a text or a
+    too large number where an integer goes): refused as data, as PostgreSQL refuses it in a
+    text COPY, so the consumer dead-letters its entry instead of stopping."""
+
+
+def _copy_binary(cur: psycopg.Cursor, statement: str, ledger: list) -> None:
+    with cur.copy(statement) as copy:
+        copy.set_types(statements.LEDGER_TYPES)
+        try:
             for row in ledger:
                 copy.write_row(row)
-        cur.execute(statements.INSERT_LEDGER)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise LedgerRowRefused(f"ledger row not writable: {exc}") from exc
 
 
 def settle_candles(conn: psycopg.Connection, oldest_ms: int, newest_ms: int) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import psycopg
+import pytest
 from db_events import make_events
 
 from exchange.db.copy_batch import copy_rows, prepare_connection
-from exchange.db.rows import decode_entry, merge
+from exchange.db.rows import EntryRows, decode_entry, merge
 from exchange.markets import MarketConfig
 from exchange.names import EVENTS_FIELD
 
@@ -50,3 +51,19 @@ def test_a_redelivered_batch_inserts_only_what_is_missing(
     assert every == [row[:8] for row in expected]
     assert every[: len(first)] == first
     assert all(again[key] == n for key, n in ids.items())  # rows written once keep their ids
+
+
+def test_a_ledger_value_of_the_wrong_type_is_refused_as_data(migrated_url: str) -> None:
+    """The binary COPY dumps the integers itself: a text or an out-of-range number where one
+    goes is a DataError (the consumer dead-letters its entry), as in a text COPY, and the
+    transaction writes nothing."""
+    good = (7, 0, "u1", "INR", "deposit", 5, 5, 7, 1_700_000_000_000)
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        prepare_connection(conn)
+        for bad in ((7, 1, "u1", "INR", "deposit", 1, 6, 7, "soon"), (7, 1, "u1", "INR",
+                    "deposit", 2**63, 6, 7, 1)):  # fmt: skip
+            with pytest.raises(psycopg.DataError):
+                copy_rows(conn, EntryRows([], [], [good, bad]))
+            assert conn.execute("SELECT count(*) FROM ledger").fetchone()[0] == 0
+        copy_rows(conn, EntryRows([], [], [good]))
+        assert _ledger(conn) == [good[:8]]
