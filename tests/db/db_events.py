@@ -15,7 +15,7 @@ import orjson
 import redis
 
 from exchange import codec, names
-from exchange.dev.flow import Flow, Mix, stamp
+from exchange.dev.flow import START_TS_MS, Flow, Mix, stamp
 from exchange.engine.core import Engine
 from exchange.markets import MarketConfig
 from exchange.models import FundsTransferred
@@ -63,8 +63,13 @@ def make_events(
     batch_commands: int = 50,
     users: int = 50,
     min_trades: int = 0,
+    start_ts_ms: int = START_TS_MS,
 ) -> EventLog:
-    """Events of ``commands`` trading commands (more while fewer than ``min_trades`` trades)."""
+    """Events of ``commands`` trading commands (more while fewer than ``min_trades`` trades).
+
+    ``start_ts_ms`` dates the flow (one command per millisecond from it; default: the flow's own
+    fixed start, so the tests' events are the same in every run).
+    """
     flow = Flow(config, seed=seed, users=users, mix=TRADING_MIX)
     engine = Engine(config)
     log = EventLog(engine=engine)
@@ -75,6 +80,7 @@ def make_events(
         nonlocal seq
         seq += 1
         seq_, ts = stamp(seq)
+        ts += start_ts_ms - START_TS_MS
         for event in engine.apply(command, seq=seq_, ts=ts).events:
             pending.append(codec.event_message(event, seq_))
             if type(event) is FundsTransferred:
