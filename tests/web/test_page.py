@@ -78,9 +78,18 @@ def test_book_shows_orders_placed_through_rest(stack: Stack, open_page, tmp_path
     stack.rest.order(maker, market=MARKET, side="buy", price="409", quantity="2")
     stack.rest.order(maker, market=MARKET, side="sell", price="411.25", quantity="5")
 
-    eventually(lambda: book_level(page, "bids", "410.5") == "4.25", what="bid level 410.5")
-    assert book_level(page, "bids", "409") == "2"
-    assert book_level(page, "asks", "411.25") == "5"
+    # The four orders reach the page as depth updates in their own time: wait for all of them.
+    eventually(
+        lambda: (
+            (
+                book_level(page, "bids", "410.5"),
+                book_level(page, "bids", "409"),
+                book_level(page, "asks", "411.25"),
+            )
+            == ("4.25", "2", "5")
+        ),
+        what="bid levels 410.5 and 409, ask level 411.25",
+    )
     assert page.text_content("#best-bid") == "410.5"
     assert page.text_content("#best-ask") == "411.25"
     assert page.text_content("#spread") == "0.75"
