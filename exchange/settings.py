@@ -154,6 +154,8 @@ class Settings:
     # db writer: its name in the events consumer group, stable across restarts
     db_consumer: str = _setting("DB_CONSUMER", "db-writer-1")
     db_read_count: int = _setting("DB_READ_COUNT", 32, _integer)  # engine batches per transaction
+    # after a read that found the stream drained, wait this long before the next (bigger batches)
+    db_linger_ms: int = _setting("DB_LINGER_MS", 20, _integer)
     # take over another consumer's entries pending this long
     db_claim_idle_s: float = _setting("DB_CLAIM_IDLE_S", 30.0, _number)
     # write the account ledger (every movement of a balance); 0 only to measure what it costs

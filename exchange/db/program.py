@@ -75,6 +75,7 @@ async def run(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> No
         db,
         consumer=settings.db_consumer,
         read_count=settings.db_read_count,
+        linger_s=settings.db_linger_ms / 1000,
         claim_idle_s=settings.db_claim_idle_s,
         config=load_config(settings.markets_file),
         ledger=settings.db_ledger,
