@@ -254,20 +254,11 @@ class EventWriter:
 
         def trim() -> int:
             client = self.redis.client
-            bound: tuple[int, int] | None = None
             try:
                 groups = client.xinfo_groups(names.EVENT_STREAM)
             except redis.ResponseError:  # no stream (yet, or any more): nothing to trim
                 return 0
-            for group in groups:
-                if group["pending"]:
-                    needed = names.parse_id(
-                        client.xpending(names.EVENT_STREAM, group["name"])["min"]
-                    )
-                else:
-                    ms, sequence = names.parse_id(group["last-delivered-id"])
-                    needed = (ms, sequence + 1)
-                bound = needed if bound is None else min(bound, needed)
+            bound = oldest_needed(client, groups)
             if bound is None:
                 return 0
             return client.xtrim(
@@ -430,6 +421,29 @@ class EventWriter:
             except _REFUSED_DATA as exc:
                 refused.append((entry_id, fields, f"refused by PostgreSQL: {exc}"))
         return refused
+
+
+def oldest_needed(client: redis.Redis, groups: list[dict]) -> tuple[int, int] | None:
+    """The oldest entry of the events stream that any of ``groups`` (an XINFO GROUPS reply)
+    still needs: its oldest pending entry, or the one after its last delivered. None without
+    groups.
+
+    The reply is a moment old: a group's pending entries may have been acknowledged since
+    (XPENDING then has no oldest), and the entry after the last delivered it names is still a
+    safe bound, since deliveries only move forward.
+    """
+    bound: tuple[int, int] | None = None
+    for group in groups:
+        oldest = None
+        if group["pending"]:
+            oldest = client.xpending(names.EVENT_STREAM, group["name"])["min"]
+        if oldest is not None:
+            needed = names.parse_id(oldest)
+        else:
+            ms, sequence = names.parse_id(group["last-delivered-id"])
+            needed = (ms, sequence + 1)
+        bound = needed if bound is None else min(bound, needed)
+    return bound
 
 
 async def retrying(what: str, fn, *args):

@@ -225,6 +225,28 @@ async def test_written_entries_are_trimmed_but_never_pending_ones(
     assert stats.trimmed == len(ids)
 
 
+def test_the_trim_bound_survives_pending_entries_acknowledged_meanwhile(
+    writer_settings: Settings, events: EventLog
+) -> None:
+    """XINFO GROUPS said "pending", and the entries were acknowledged before XPENDING was asked
+    (the writer's own XACK racing its trimmer): the bound is the entry after the last delivered,
+    not a crash of the writer."""
+    client = _redis(writer_settings)
+    ids = xadd_entries(client, events.entries[:6])
+    client.xgroup_create(names.EVENT_STREAM, consumer.EVENTS_GROUP, id="0")
+    client.xreadgroup(consumer.EVENTS_GROUP, "w", {names.EVENT_STREAM: ">"}, count=4)
+    groups = client.xinfo_groups(names.EVENT_STREAM)
+    assert groups[0]["pending"] == 4
+    client.xack(names.EVENT_STREAM, consumer.EVENTS_GROUP, *ids[:4])
+    ms, sequence = names.parse_id(ids[3])
+    assert consumer.oldest_needed(client, groups) == (ms, sequence + 1)
+    # And while they are pending, the oldest of them.
+    client.xreadgroup(consumer.EVENTS_GROUP, "w", {names.EVENT_STREAM: ">"}, count=1)
+    assert consumer.oldest_needed(client, client.xinfo_groups(names.EVENT_STREAM)) == (
+        names.parse_id(ids[4])
+    )
+
+
 async def test_bad_entries_go_to_the_dead_letter_stream(
     writer_settings: Settings, events: EventLog
 ) -> None:
