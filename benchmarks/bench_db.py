@@ -230,7 +230,7 @@ def run_mode(mode: str, size: str, ledgers: list[bool]) -> dict[str, float]:
             trades_per_s = trades / elapsed
             print(
                 f"[{mode}] writer (bin/db, {label}): {len(backlog)} entries, {trades} trades,"
-                f" {orders} orders, {movements} ledger rows in {elapsed:.2f}s"
+                f" {orders} orders, {movements} ledger movements in {elapsed:.2f}s"
                 f" -> {trades_per_s:,.0f} trades/s"
                 f" ({total_s:.2f}s, {trades / total_s:,.0f} trades/s counting its start-up)"
             )

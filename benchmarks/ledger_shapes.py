@@ -104,7 +104,45 @@ TRADE_TABLE = """CREATE TABLE ledger (seq bigint NOT NULL, ref bigint NOT NULL, 
  base_units bigint NOT NULL, quote_units bigint NOT NULL, buyer_fee bigint NOT NULL, seller_fee bigint NOT NULL,
  buyer_base bigint NOT NULL, buyer_quote bigint NOT NULL, seller_base bigint NOT NULL, seller_quote bigint NOT NULL, ts_ms bigint NOT NULL)"""
 
+
+def v_0007(tr):
+    seq, tid, b, s, base, quote, bu, qu, ts = tr
+    return [
+        (seq, 0, b, tid, base, quote, -qu, 0, bu, 0, 10**12, 10**12, ts),
+        (seq, 4, s, tid, base, quote, qu, 0, -bu, 0, 10**12, 10**12, ts),
+    ]
+
+
+T7_TYPES = ["int8", "int4", "text", "int8", "text", "text"] + ["int8"] * 7
+T7_COLS = (
+    "seq, idx, user_id, trade_id, base, quote, quote_amount, quote_fee, base_amount, base_fee,"
+    " quote_balance, base_balance, ts_ms"
+)
+T7_TABLE = """CREATE TABLE ledger ({id}seq bigint NOT NULL, idx integer NOT NULL, user_id text NOT NULL,
+ trade_id bigint NOT NULL, base text NOT NULL, quote text NOT NULL, quote_amount bigint NOT NULL,
+ quote_fee bigint NOT NULL, base_amount bigint NOT NULL, base_fee bigint NOT NULL,
+ quote_balance bigint NOT NULL, base_balance bigint NOT NULL, ts_ms bigint NOT NULL{pk})"""
+T7_ID = "id bigint NOT NULL DEFAULT nextval('ids'), "
+
+
+def t7(id_="", pk="", indexes=()):
+    return (T7_TABLE.format(id=id_, pk=pk), list(indexes), v_0007, T7_COLS, T7_TYPES)
+
+
 VARIANTS = {
+    "0007 as built": t7(
+        T7_ID, ", PRIMARY KEY (seq, idx)", ["CREATE INDEX ON ledger (user_id, seq DESC, idx DESC)"]
+    ),
+    "0007 no id": t7(
+        "", ", PRIMARY KEY (seq, idx)", ["CREATE INDEX ON ledger (user_id, seq DESC, idx DESC)"]
+    ),
+    "0007 unique user index only": t7(
+        T7_ID, "", ["CREATE UNIQUE INDEX ON ledger (user_id, seq DESC, idx DESC)"]
+    ),
+    "0007 unique user index, no id": t7(
+        "", "", ["CREATE UNIQUE INDEX ON ledger (user_id, seq DESC, idx DESC)"]
+    ),
+    "0007 heap only": t7(T7_ID),
     "V0 current": (
         MOV_TABLE.format(cache="", pk=", PRIMARY KEY (seq, idx)"),
         ["CREATE INDEX ON ledger (user_id, asset, seq DESC, idx DESC)"],
@@ -159,6 +197,8 @@ with tempfile.TemporaryDirectory() as d:
         for name, (table, indexes, rows_of, cols, types) in VARIANTS.items():
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("DROP TABLE IF EXISTS ledger")
+                conn.execute("DROP SEQUENCE IF EXISTS ids")
+                conn.execute("CREATE SEQUENCE ids INCREMENT BY 4")
                 conn.execute(table)
                 for ix in indexes:
                     conn.execute(ix)

@@ -9,7 +9,11 @@ consumer (:mod:`exchange.db.consumer`) decides when, :func:`write_rows` does bot
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import operator
+from collections.abc import Iterator
 
 import psycopg
 
@@ -62,24 +66,43 @@ def copy_rows(conn: psycopg.Connection, rows: EntryRows) -> None:
                 for row in rows.orders:
                     copy.write_row(row)
             cur.execute(statements.UPSERT_ORDERS)
-        if rows.ledger:
-            copy_ledger(cur, rows.ledger)
+        for table, run in _ledger_runs(rows):
+            copy_ledger(cur, table, run)
 
 
-def copy_ledger(cur: psycopg.Cursor, ledger: list) -> None:
-    """The movements COPYed straight into the ledger; if the key refuses them (a redelivered
-    batch, written before), through the staging table, inserting only what is missing.
+def _ledger_runs(rows: EntryRows) -> Iterator[tuple[statements.LedgerTable, list]]:
+    """The ledger's rows in their order, (seq, idx), as runs of one table each: written run
+    by run, the rows draw their ids from the tables' one sequence in the ledger's order."""
+    if not (rows.movements and rows.parties):  # the common case: at most one run
+        runs = (
+            (statements.LEDGER_MOVEMENTS, rows.movements),
+            (statements.LEDGER_TRADES, rows.parties),
+        )
+        yield from ((table, run) for table, run in runs if run)
+        return
+    tagged = heapq.merge(
+        ((row[:2], statements.LEDGER_MOVEMENTS, row) for row in rows.movements),
+        ((row[:2], statements.LEDGER_TRADES, row) for row in rows.parties),
+        key=operator.itemgetter(0),
+    )
+    for table, run in itertools.groupby(tagged, key=operator.itemgetter(1)):
+        yield table, [row for _, _, row in run]
+
+
+def copy_ledger(cur: psycopg.Cursor, table: statements.LedgerTable, rows: list) -> None:
+    """``rows`` COPYed straight into ``table``; if its key refuses them (a redelivered batch,
+    written before), through its staging table, inserting only what is missing.
 
     The direct COPY is the common case and skips the staged path's second pass and conflict
     checks; the savepoint confines a refusal to it.
     """
     try:
         with cur.connection.transaction():
-            _copy_binary(cur, statements.COPY_LEDGER, ledger)
+            _copy_binary(cur, table.copy, table.types, rows)
     except psycopg.errors.UniqueViolation:
-        log.info("ledger: %d movements redelivered; inserting the missing ones", len(ledger))
-        _copy_binary(cur, statements.COPY_LEDGER_STAGING, ledger)
-        cur.execute(statements.INSERT_LEDGER)
+        log.info("%s: %d rows redelivered; inserting the missing ones", table.table, len(rows))
+        _copy_binary(cur, table.copy_staging, table.types, rows)
+        cur.execute(table.insert_missing)
 
 
 class LedgerRowRefused(psycopg.DataError):
@@ -88,11 +111,11 @@ class LedgerRowRefused(psycopg.DataError):
     text COPY, so the consumer dead-letters its entry instead of stopping."""
 
 
-def _copy_binary(cur: psycopg.Cursor, statement: str, ledger: list) -> None:
+def _copy_binary(cur: psycopg.Cursor, statement: str, types: list[str], rows: list) -> None:
     with cur.copy(statement) as copy:
-        copy.set_types(statements.LEDGER_TYPES)
+        copy.set_types(types)
         try:
-            for row in ledger:
+            for row in rows:
                 copy.write_row(row)
         except (TypeError, ValueError, OverflowError) as exc:
             raise LedgerRowRefused(f"ledger row not writable: {exc}") from exc

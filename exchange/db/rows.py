@@ -7,9 +7,10 @@ in the column order of ``trades_staging`` and ``orders_staging`` (see
 :mod:`exchange.history.statements`); money is rendered here as exact decimal text (the edge to
 PostgreSQL), which it parses into NUMERIC. Depth events are not stored (live data).
 
-With the ledger on, every movement of a user's total becomes a ledger row (integers of minor
-units, as PostgreSQL stores them): a ``FundsTransferred`` one, a trade four (what each side pays
-and receives) and one more per fee for the party and one for the fee account. The balance
+With the ledger on, every movement of a user's total becomes ledger rows (integers of minor
+units, as PostgreSQL stores them): a ``FundsTransferred`` a row of ``ledger_movements``, a trade
+one row of ``ledger_trades`` per party (buyer, seller, and the fee account when a fee was taken)
+holding that party's up to four movements (sql/migrations/0007_ledger_trades.sql). The balance
 after each movement is not in the events; the ``BalanceChanged`` events of a command carry each
 touched balance after the whole command, and locks move nothing between available and locked
 that counts, so walking the command's movements backwards from those totals gives the total
@@ -36,7 +37,12 @@ from exchange.names import EVENTS_FIELD
 
 TradeRow = tuple
 OrderRow = tuple
-LedgerRow = tuple  # ledger_staging's columns: seq, idx, user, asset, kind, amount, balance, ref, ms
+MovementRow = tuple  # ledger_movements: seq, idx, user, asset, kind, amount, balance, ref, ms
+# ledger_trades: seq, idx, user, trade, base, quote, quote amount and fee, base amount and fee,
+# quote and base balances after, ms
+PartyRow = tuple
+# Room a party row takes among its command's movements: its quote leg and fee, base leg and fee.
+PARTY_PLACES = 4
 
 # Fields picked straight out of the decoded JSON with itemgetter (C speed); values keep their
 # JSON types, and PostgreSQL checks and converts them as it reads the staging tables.
@@ -65,7 +71,8 @@ class EntryRows:
 
     trades: list[TradeRow]
     orders: list[OrderRow]
-    ledger: list[LedgerRow] = attrs.Factory(list)
+    movements: list[MovementRow] = attrs.Factory(list)
+    parties: list[PartyRow] = attrs.Factory(list)
 
 
 def decode_entry(
@@ -90,7 +97,7 @@ def decode_entry(
             if kind == "TradeExecuted":
                 trades.append(_trade_row(config, event))
                 if ledger:
-                    _trade_moves(config, event, moves)
+                    _trade_parties(config, event, moves)
             elif kind == "OrderUpdated":
                 orders.append(_order_row(config, event["order"], event["seq"]))
             elif not ledger:
@@ -106,53 +113,74 @@ def decode_entry(
                      "deposit" if amount > 0 else "withdrawal", amount,
                      event["transfer_id"], event["timestamp"]]
                 )  # fmt: skip
-        rows = _ledger_rows(moves, totals) if moves else []
+        movements, parties = _ledger_rows(moves, totals) if moves else ([], [])
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise BadEntry(f"malformed events: {exc!r}") from None
-    return EntryRows(trades, orders, rows)
+    return EntryRows(trades, orders, movements, parties)
 
 
-def _trade_moves(config: MarketConfig, event: dict, moves: list[list]) -> None:
-    """A trade's movements, in a fixed order: the quote leg, its fee, the base leg, its fee."""
+def _trade_parties(config: MarketConfig, event: dict, moves: list[list]) -> None:
+    """A trade's parties, each as [seq, user, trade, base, quote, quote amount, quote fee, base
+    amount, base fee, ts]: the buyer, the seller, and the fee account when a fee was taken."""
     market = config.markets[event["market"]]
     seq, ref, ts = event["seq"], event["trade_id"], event["timestamp"]
-    buyer, seller = event["buyer_id"], event["seller_id"]
     quote, base = market.quote.name, market.base.name
     quote_units, base_units = event["quote_quantity"], event["quantity"] * market.base_per_lot
     seller_fee, buyer_fee = event.get("seller_fee", 0), event.get("buyer_fee", 0)
-    moves.append([seq, buyer, quote, "trade", -quote_units, ref, ts])
-    moves.append([seq, seller, quote, "trade", quote_units, ref, ts])
-    if seller_fee:
-        moves.append([seq, seller, quote, "fee", -seller_fee, ref, ts])
-        moves.append([seq, FEE_ACCOUNT, quote, "fee", seller_fee, ref, ts])
-    moves.append([seq, seller, base, "trade", -base_units, ref, ts])
-    moves.append([seq, buyer, base, "trade", base_units, ref, ts])
-    if buyer_fee:
-        moves.append([seq, buyer, base, "fee", -buyer_fee, ref, ts])
-        moves.append([seq, FEE_ACCOUNT, base, "fee", buyer_fee, ref, ts])
+    moves.append([seq, event["buyer_id"], ref, base, quote, -quote_units, 0, base_units,
+                  -buyer_fee, ts])  # fmt: skip
+    moves.append([seq, event["seller_id"], ref, base, quote, quote_units, -seller_fee,
+                  -base_units, 0, ts])  # fmt: skip
+    if seller_fee or buyer_fee:
+        moves.append([seq, FEE_ACCOUNT, ref, base, quote, 0, seller_fee, 0, buyer_fee, ts])
 
 
-def _ledger_rows(moves: list[list], totals: dict[tuple[int, str, str], int]) -> list[LedgerRow]:
-    """Each movement with the total after it (walking back from each command's final totals)
-    and its place among its command's movements. Raises KeyError when a moved balance has no
-    ``BalanceChanged`` in its command."""
-    after = [0] * len(moves)
+def _ledger_rows(
+    moves: list[list], totals: dict[tuple[int, str, str], int]
+) -> tuple[list[MovementRow], list[PartyRow]]:
+    """The transfers' movement rows and the trades' party rows, each with the totals after it
+    (walking back from each command's final totals) and its place among its command's
+    movements. Raises KeyError when a moved balance has no ``BalanceChanged`` in its command."""
     running = dict(totals)
+    after: list[tuple[int, ...]] = [()] * len(moves)
     for i in range(len(moves) - 1, -1, -1):
-        seq, user, asset, _kind, amount, _ref, _ts = moves[i]
-        key = (seq, user, asset)
-        total = running[key]
-        after[i] = total
-        running[key] = total - amount
-    rows: list[LedgerRow] = []
+        move = moves[i]
+        if len(move) == _TRANSFER_FIELDS:
+            seq, user, asset, _kind, amount, *_ = move
+            after[i] = (_take(running, (seq, user, asset), amount),)
+        else:
+            seq, user, _ref, base, quote, quote_amount, quote_fee, base_amount, base_fee, _ = move
+            quote_after = _take(running, (seq, user, quote), quote_amount + quote_fee)
+            after[i] = (quote_after, _take(running, (seq, user, base), base_amount + base_fee))
+    movements: list[MovementRow] = []
+    parties: list[PartyRow] = []
     seq_of_idx, idx = None, 0
-    for move, total in zip(moves, after, strict=True):
-        seq, user, asset, kind, amount, ref, ts = move
+    for move, balances in zip(moves, after, strict=True):
+        seq = move[0]
         if seq != seq_of_idx:
             seq_of_idx, idx = seq, 0
-        rows.append((seq, idx, user, asset, kind, amount, total, ref, ts))
-        idx += 1
-    return rows
+        if len(move) == _TRANSFER_FIELDS:
+            _seq, user, asset, kind, amount, ref, ts = move
+            movements.append((seq, idx, user, asset, kind, amount, balances[0], ref, ts))
+            idx += 1
+        else:
+            parties.append((seq, idx, *move[1:-1], *balances, move[-1]))
+            idx += PARTY_PLACES
+    return movements, parties
+
+
+# A transfer's move: seq, user, asset, kind, amount, ref, ts (a party's has ten fields).
+_TRANSFER_FIELDS = 7
+
+
+def _take(running: dict[tuple[int, str, str], int], key: tuple[int, str, str], amount: int) -> int:
+    """The total of ``key`` after a movement of ``amount``, which it then takes back out of
+    ``running``. A total nothing moved (a fee account's asset without a fee) reads 0."""
+    if not amount:
+        return running.get(key, 0)
+    total = running[key]
+    running[key] = total - amount
+    return total
 
 
 def _trade_row(config: MarketConfig, event: dict) -> TradeRow:
@@ -190,11 +218,13 @@ def merge(entries: Iterable[EntryRows]) -> EntryRows:
     (events of a command come in the order the engine produced them).
     """
     trades: list[TradeRow] = []
-    ledger: list[LedgerRow] = []
+    movements: list[MovementRow] = []
+    parties: list[PartyRow] = []
     newest: dict[int, OrderRow] = {}
     for entry in entries:
         trades.extend(entry.trades)
-        ledger.extend(entry.ledger)
+        movements.extend(entry.movements)
+        parties.extend(entry.parties)
         for row in entry.orders:
             held = newest.get(row[_ORDER_ID])
             if held is None or (row[_ORDER_SEQ], row[_ORDER_UPDATED]) >= (
@@ -202,4 +232,4 @@ def merge(entries: Iterable[EntryRows]) -> EntryRows:
                 held[_ORDER_UPDATED],
             ):
                 newest[row[_ORDER_ID]] = row
-    return EntryRows(trades, list(newest.values()), ledger)
+    return EntryRows(trades, list(newest.values()), movements, parties)

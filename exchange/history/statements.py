@@ -8,6 +8,8 @@ and direction, since identifiers and sort orders cannot be parameters.
 
 from __future__ import annotations
 
+import attrs
+
 # --- migrator ------------------------------------------------------------------------------------
 
 # Any constant works; it only has to be the same for every migrator of every database.
@@ -60,33 +62,69 @@ CREATE_STAGING = [
     ) ON COMMIT DELETE ROWS
     """,
     """
-    CREATE TEMP TABLE IF NOT EXISTS ledger_staging (
+    CREATE TEMP TABLE IF NOT EXISTS ledger_movements_staging (
         seq bigint, idx integer, user_id text, asset text, kind text, amount bigint,
         balance bigint, ref bigint, ts_ms bigint
+    ) ON COMMIT DELETE ROWS
+    """,
+    """
+    CREATE TEMP TABLE IF NOT EXISTS ledger_trades_staging (
+        seq bigint, idx integer, user_id text, trade_id bigint, base text, quote text,
+        quote_amount bigint, quote_fee bigint, base_amount bigint, base_fee bigint,
+        quote_balance bigint, base_balance bigint, ts_ms bigint
     ) ON COMMIT DELETE ROWS
     """,
 ]
 
 COPY_TRADES = "COPY trades_staging FROM STDIN"
 COPY_ORDERS = "COPY orders_staging FROM STDIN"
-_LEDGER_WRITTEN = "seq, idx, user_id, asset, kind, amount, balance, ref, ts_ms"
-# The movements go straight into the ledger; a redelivered batch, which the key refuses, goes
-# through the staging table instead: a movement is keyed by its command and its place among
-# that command's movements, both the same on replay, so it inserts nothing twice
-# (sql/migrations/0006_ledger.sql).
-# Binary COPY: the rows are all integers but for three short texts, and psycopg dumps integers
-# to binary in about half the client CPU of rendering them as text (benchmarks/micro_ledger.py).
-# LEDGER_TYPES are the written columns' types, in order, for Copy.set_types.
-COPY_LEDGER = f"COPY ledger ({_LEDGER_WRITTEN}) FROM STDIN (FORMAT BINARY)"
-COPY_LEDGER_STAGING = f"COPY ledger_staging ({_LEDGER_WRITTEN}) FROM STDIN (FORMAT BINARY)"
-LEDGER_TYPES = ["int8", "int4", "text", "text", "text", "int8", "int8", "int8", "int8"]
-INSERT_LEDGER = f"""
-INSERT INTO ledger ({_LEDGER_WRITTEN})
-SELECT {_LEDGER_WRITTEN}
-FROM ledger_staging
+
+
+@attrs.frozen
+class LedgerTable:
+    """How the writer COPYs rows into one of the ledger's tables: straight in (the common
+    case), or, when the key (seq, idx) refuses a redelivered batch, through the staging table,
+    inserting only what is missing. A row is keyed by its command and its place among that
+    command's movements, both the same on replay (sql/migrations/0006_ledger.sql, 0007).
+    Binary COPY: the rows are all integers but for a few short texts, and psycopg dumps
+    integers to binary in about half the client CPU of rendering them as text
+    (benchmarks/micro_ledger.py); ``types`` are the columns' types, in order, for
+    Copy.set_types."""
+
+    table: str
+    columns: str
+    types: list[str]
+
+    @property
+    def copy(self) -> str:
+        return f"COPY {self.table} ({self.columns}) FROM STDIN (FORMAT BINARY)"
+
+    @property
+    def copy_staging(self) -> str:
+        return f"COPY {self.table}_staging ({self.columns}) FROM STDIN (FORMAT BINARY)"
+
+    @property
+    def insert_missing(self) -> str:
+        return f"""
+INSERT INTO {self.table} ({self.columns})
+SELECT {self.columns}
+FROM {self.table}_staging
 ORDER BY seq, idx
 ON CONFLICT (seq, idx) DO NOTHING
 """
+
+
+LEDGER_MOVEMENTS = LedgerTable(
+    "ledger_movements",
+    "seq, idx, user_id, asset, kind, amount, balance, ref, ts_ms",
+    ["int8", "int4", "text", "text", "text", "int8", "int8", "int8", "int8"],
+)
+LEDGER_TRADES = LedgerTable(
+    "ledger_trades",
+    "seq, idx, user_id, trade_id, base, quote, quote_amount, quote_fee, base_amount, base_fee,"
+    " quote_balance, base_balance, ts_ms",
+    ["int8", "int4", "text", "int8", "text", "text"] + ["int8"] * 7,
+)
 
 # Milliseconds become timestamptz by integer interval arithmetic (exact), not to_timestamp()'s
 # double precision.
@@ -347,10 +385,10 @@ SELECT pg_is_in_recovery() AS standby,
 # --- backups (exchange.backup) -------------------------------------------------------------------
 
 # The newest engine sequence whose rows are in the history (trades, order states and ledger
-# movements: a deposit is in the ledger only).
+# movements: a deposit is in the ledger only; a ledger trade row is its trade's).
 HISTORY_POSITION = """
 SELECT greatest((SELECT max(seq) FROM trades), (SELECT max(seq) FROM orders),
-                (SELECT max(seq) FROM ledger)) AS seq
+                (SELECT max(seq) FROM ledger_movements)) AS seq
 """
 EXPORT_SNAPSHOT = "SELECT pg_export_snapshot()"
 BEGIN_EXPORTED_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
@@ -371,32 +409,65 @@ CREATE_TIMESCALE_VERSION = "CREATE EXTENSION timescaledb VERSION {version}"
 
 _LEDGER_COLUMNS = "id, asset, kind, amount, balance, ref, ts_ms"
 
+# A user's newest movements: the newest rows of each table from its user index, the trades'
+# rows read as movements (sql/migrations/0007_ledger_trades.sql), merged. No sort of a user's
+# whole ledger: a trade row kept has at least one movement of the asset asked for.
 LEDGER = f"""
 SELECT {_LEDGER_COLUMNS}
-FROM ledger
-WHERE user_id = %(user_id)s AND asset = %(asset)s
+FROM (
+    (SELECT {_LEDGER_COLUMNS}, seq, idx
+     FROM ledger_movements
+     WHERE user_id = %(user_id)s AND asset = %(asset)s
+     ORDER BY seq DESC, idx DESC
+     LIMIT %(limit)s)
+    UNION ALL
+    (SELECT m.{_LEDGER_COLUMNS.replace(", ", ", m.")}, m.seq, m.idx
+     FROM (SELECT t
+           FROM ledger_trades AS t
+           WHERE user_id = %(user_id)s
+             AND ((quote = %(asset)s AND (quote_amount, quote_fee) <> (0, 0))
+                  OR (base = %(asset)s AND (base_amount, base_fee) <> (0, 0)))
+           ORDER BY seq DESC, idx DESC
+           LIMIT %(limit)s) AS newest
+     CROSS JOIN LATERAL ledger_trade_movements(newest.t) AS m
+     WHERE m.asset = %(asset)s)
+) AS movements
 ORDER BY seq DESC, idx DESC
 LIMIT %(limit)s
 """
 
-# Every asset's newest rows from the (user, asset) index, merged: no sort of a user's whole
-# ledger. The assets are the configured ones.
+# The same over every asset: the movements table's index is by asset, so its newest rows are
+# taken per configured asset; every trade row has a movement.
 LEDGER_ALL_ASSETS = f"""
-SELECT own.*
-FROM unnest(%(assets)s::text[]) AS a(asset)
-CROSS JOIN LATERAL (
-    SELECT {_LEDGER_COLUMNS}, seq, idx
-    FROM ledger
-    WHERE user_id = %(user_id)s AND asset = a.asset
-    ORDER BY seq DESC, idx DESC
-    LIMIT %(limit)s
-) AS own
+SELECT {_LEDGER_COLUMNS}
+FROM (
+    (SELECT own.*
+     FROM unnest(%(assets)s::text[]) AS a(asset)
+     CROSS JOIN LATERAL (
+         SELECT {_LEDGER_COLUMNS}, seq, idx
+         FROM ledger_movements
+         WHERE user_id = %(user_id)s AND asset = a.asset
+         ORDER BY seq DESC, idx DESC
+         LIMIT %(limit)s
+     ) AS own)
+    UNION ALL
+    (SELECT m.{_LEDGER_COLUMNS.replace(", ", ", m.")}, m.seq, m.idx
+     FROM (SELECT t
+           FROM ledger_trades AS t
+           WHERE user_id = %(user_id)s
+           ORDER BY seq DESC, idx DESC
+           LIMIT %(limit)s) AS newest
+     CROSS JOIN LATERAL ledger_trade_movements(newest.t) AS m)
+) AS movements
 ORDER BY seq DESC, idx DESC
 LIMIT %(limit)s
 """
 
-# The sequence the ledger has reached (0 when empty), through the primary key's order.
-LEDGER_SEQ = "SELECT coalesce(max(seq), 0) AS seq FROM ledger"
+# The sequence the ledger has reached (0 when empty), through each table's primary key.
+LEDGER_SEQ = """
+SELECT coalesce(greatest((SELECT max(seq) FROM ledger_movements),
+                         (SELECT max(seq) FROM ledger_trades)), 0) AS seq
+"""
 
 # The history's half of the audit, over the movements of commands up to %(seq)s: what came in
 # and went out, what the users hold and what the fee account holds, per asset.

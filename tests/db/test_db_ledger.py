@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import shutil
+import tomllib
+from importlib import resources
+from pathlib import Path
+
 import psycopg
 import pytest
 from db_events import make_events
 
 from exchange.db.copy_batch import copy_rows, prepare_connection
+from exchange.db.migrate import DEFAULT_MIGRATIONS_DIR as MIGRATIONS
+from exchange.db.migrate import migrate
 from exchange.db.rows import EntryRows, decode_entry, merge
-from exchange.markets import MarketConfig
+from exchange.markets import MarketConfig, parse_config
+from exchange.models import FEE_ACCOUNT
 from exchange.names import EVENTS_FIELD
+
+
+@pytest.fixture(scope="module")
+def fee_config() -> MarketConfig:
+    """The packaged markets, every one charging 10 bps to makers and 25 to takers."""
+    markets = tomllib.loads(resources.files("exchange").joinpath("markets.toml").read_text())
+    for market in markets["markets"]:
+        market.update(maker_fee_bps=10, taker_fee_bps=25)
+    return parse_config(markets)
 
 
 def _ledger(conn: psycopg.Connection) -> list[tuple]:
@@ -18,23 +35,55 @@ def _ledger(conn: psycopg.Connection) -> list[tuple]:
     ).fetchall()
 
 
-def test_each_balance_is_the_sum_of_its_movements(config: MarketConfig) -> None:
-    """Pure: walking each command's movements back from its final balances."""
-    events = make_events(config, seed=11, commands=800, batch_commands=40, users=8)
-    rows = merge(decode_entry({EVENTS_FIELD: e}, config) for e in events.entries).ledger
+def _movements(rows: EntryRows) -> list[tuple]:
+    """The movements of ``rows`` as the view ``ledger`` shows them, restated from the
+    migration's words: a party row's quote leg, quote fee, base leg and base fee at its idx
+    and the three places after it, zero amounts left out, a leg's balance before its fee."""
+    moves = [row[:8] for row in rows.movements]
+    for (
+        seq,
+        idx,
+        user,
+        trade,
+        base,
+        quote,
+        q_amount,
+        q_fee,
+        b_amount,
+        b_fee,
+        q_after,
+        b_after,
+        _,
+    ) in rows.parties:
+        for place, asset, kind, amount, balance in (
+            (0, quote, "trade", q_amount, q_after - q_fee),
+            (1, quote, "fee", q_fee, q_after),
+            (2, base, "trade", b_amount, b_after - b_fee),
+            (3, base, "fee", b_fee, b_after),
+        ):
+            if amount:
+                moves.append((seq, idx + place, user, asset, kind, amount, balance, trade))
+    return sorted(moves)
+
+
+def test_each_balance_is_the_sum_of_its_movements(fee_config: MarketConfig) -> None:
+    """Pure: walking each command's movements back from its final balances, fees included."""
+    events = make_events(fee_config, seed=11, commands=800, batch_commands=40, users=8)
+    rows = _movements(merge(decode_entry({EVENTS_FIELD: e}, fee_config) for e in events.entries))
     running: dict[tuple[str, str], int] = {}
-    for _seq, _idx, user, asset, kind, amount, balance, _ref, _ts in rows:
+    for _seq, _idx, user, asset, kind, amount, balance, _ref in rows:
         running[(user, asset)] = running.get((user, asset), 0) + amount
         assert balance == running[(user, asset)], (user, asset, kind)
+    assert any(user == FEE_ACCOUNT for _, _, user, *_ in rows)
     assert {key: total for key, total in running.items() if total} == events.ledger_totals()
     assert len({(seq, idx) for seq, idx, *_ in rows}) == len(rows)
 
 
 def test_a_redelivered_batch_inserts_only_what_is_missing(
-    config: MarketConfig, migrated_url: str
+    fee_config: MarketConfig, migrated_url: str
 ) -> None:
-    events = make_events(config, seed=12, commands=300, batch_commands=30, users=6)
-    entries = [decode_entry({EVENTS_FIELD: e}, config) for e in events.entries]
+    events = make_events(fee_config, seed=12, commands=300, batch_commands=30, users=6)
+    entries = [decode_entry({EVENTS_FIELD: e}, fee_config) for e in events.entries]
     half = len(entries) // 2
     with psycopg.connect(migrated_url, autocommit=True) as conn:
         prepare_connection(conn)
@@ -47,8 +96,7 @@ def test_a_redelivered_batch_inserts_only_what_is_missing(
         every = _ledger(conn)
         again = dict(((s, i), n) for s, i, n in conn.execute("SELECT seq, idx, id FROM ledger"))
         assert conn.execute("SELECT count(*) FROM trades").fetchone()[0] == len(events.trades)
-    expected = merge(entries).ledger
-    assert every == [row[:8] for row in expected]
+    assert every == _movements(merge(entries))
     assert every[: len(first)] == first
     assert all(again[key] == n for key, n in ids.items())  # rows written once keep their ids
 
@@ -67,3 +115,48 @@ def test_a_ledger_value_of_the_wrong_type_is_refused_as_data(migrated_url: str) 
             assert conn.execute("SELECT count(*) FROM ledger").fetchone()[0] == 0
         copy_rows(conn, EntryRows([], [], [good]))
         assert _ledger(conn) == [good[:8]]
+
+
+def test_movements_written_before_the_trade_rows_keep_their_ids(
+    database_url: str, tmp_path: Path
+) -> None:
+    """0007 renames 0006's table and rewrites none of its rows: they read the same through
+    the view, with their ids, and every later movement gets an id of its own."""
+    directory = tmp_path / "migrations"
+    directory.mkdir()
+    for migration in sorted(MIGRATIONS.glob("*.sql")):
+        if migration.name < "0007":
+            shutil.copy(migration, directory)
+    migrate(database_url, directory)
+    legacy = [
+        (5, 0, "u1", "INR", "deposit", 900, 900, 5, 1_700_000_000_000),
+        (6, 0, "u1", "INR", "trade", -300, 600, 1, 1_700_000_000_001),
+        (6, 1, "u2", "INR", "trade", 300, 300, 1, 1_700_000_000_001),
+    ]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for row in legacy:
+            conn.execute(
+                "INSERT INTO ledger (seq, idx, user_id, asset, kind, amount, balance, ref, ts_ms)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                row,
+            )
+        before = conn.execute("SELECT id, seq, idx FROM ledger ORDER BY id").fetchall()
+    shutil.copy(next(MIGRATIONS.glob("0007_*.sql")), directory)
+    migrate(database_url, directory)
+    party = (7, 0, "u1", 2, "TATA", "INR", -100, 0, 500, 0, 500, 500, 1_700_000_000_002)
+    deposit = (8, 0, "u2", "TATA", "deposit", 7, 7, 8, 1_700_000_000_003)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        prepare_connection(conn)
+        copy_rows(conn, EntryRows([], [], [], [party]))
+        copy_rows(conn, EntryRows([], [], [deposit], []))
+        rows = conn.execute(
+            "SELECT id, seq, idx, user_id, asset, kind, amount, balance FROM ledger ORDER BY seq, idx"
+        ).fetchall()
+    assert [row[:3] for row in rows[:3]] == before
+    assert [row[1:] for row in rows[3:]] == [
+        (7, 0, "u1", "INR", "trade", -100, 500),
+        (7, 2, "u1", "TATA", "trade", 500, 500),
+        (8, 0, "u2", "TATA", "deposit", 7, 7),
+    ]
+    ids = [row[0] for row in rows]
+    assert len(set(ids)) == len(ids) and min(ids[3:]) > max(ids[:3])
