@@ -408,6 +408,8 @@ CREATE_TIMESCALE_VERSION = "CREATE EXTENSION timescaledb VERSION {version}"
 # --- ledger and audit ----------------------------------------------------------------------------
 
 _LEDGER_COLUMNS = "id, asset, kind, amount, balance, ref, ts_ms"
+# The same columns of a trade row's movements (``m``), with their order.
+_TRADE_MOVEMENT_COLUMNS = "m.id, m.asset, m.kind, m.amount, m.balance, m.ref, m.ts_ms, m.seq, m.idx"
 
 # A user's newest movements: the newest rows of each table from its user index, the trades'
 # rows read as movements (sql/migrations/0007_ledger_trades.sql), merged. No sort of a user's
@@ -421,7 +423,7 @@ FROM (
      ORDER BY seq DESC, idx DESC
      LIMIT %(limit)s)
     UNION ALL
-    (SELECT m.{_LEDGER_COLUMNS.replace(", ", ", m.")}, m.seq, m.idx
+    (SELECT {_TRADE_MOVEMENT_COLUMNS}
      FROM (SELECT t
            FROM ledger_trades AS t
            WHERE user_id = %(user_id)s
@@ -451,7 +453,7 @@ FROM (
          LIMIT %(limit)s
      ) AS own)
     UNION ALL
-    (SELECT m.{_LEDGER_COLUMNS.replace(", ", ", m.")}, m.seq, m.idx
+    (SELECT {_TRADE_MOVEMENT_COLUMNS}
      FROM (SELECT t
            FROM ledger_trades AS t
            WHERE user_id = %(user_id)s
