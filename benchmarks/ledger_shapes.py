@@ -4,7 +4,10 @@ bench-db shows PostgreSQL's one backend bounding the writer, and the ledger addi
 CPU per trade; this measures, in a private PostgreSQL, only the ledger rows' COPY (binary, 355
 trades per transaction, 1,000 users) into each shape, so a redesign is chosen on figures:
 
-    .venv/bin/python benchmarks/ledger_shapes.py [TRADES]   # default 200000
+    .venv/bin/python benchmarks/ledger_shapes.py [TRADES] [VARIANT...]   # default 200000, all
+
+Shared machines are noisy: name the variants to compare and repeat them (``"0008 as built"
+"0007 as built" "0008 as built" ...``) so they alternate in one run.
 """
 
 import os
@@ -125,11 +128,41 @@ T7_TABLE = """CREATE TABLE ledger ({id}seq bigint NOT NULL, idx integer NOT NULL
 T7_ID = "id bigint NOT NULL DEFAULT nextval('ids'), "
 
 
+def v_0008(tr):
+    seq, tid, b, s, base, quote, bu, qu, ts = tr
+    return [(seq, 0, tid, base, quote, b, s, qu, bu, 0, 0, 10**12, 10**12, 10**12, 10**12, None,
+             None, None, ts)]  # fmt: skip
+
+
+T8_TYPES = ["int8", "int4", "int8", "text", "text", "text", "text"] + ["int8"] * 8 + [
+    "text", "int8", "int8", "int8"]  # fmt: skip
+T8_COLS = (
+    "seq, idx, trade_id, base, quote, buyer_id, seller_id, quote_units, base_units, buyer_fee,"
+    " seller_fee, buyer_quote_balance, buyer_base_balance, seller_quote_balance,"
+    " seller_base_balance, fee_account, fees_quote_balance, fees_base_balance, ts_ms"
+)
+# sql/migrations/0008_ledger_fills.sql
+T8_TABLE = """CREATE TABLE ledger (id bigint NOT NULL DEFAULT nextval('ids'), seq bigint NOT NULL,
+ idx integer NOT NULL, trade_id bigint NOT NULL, base text NOT NULL, quote text NOT NULL,
+ buyer_id text NOT NULL, seller_id text NOT NULL, quote_units bigint NOT NULL,
+ base_units bigint NOT NULL, buyer_fee bigint NOT NULL, seller_fee bigint NOT NULL,
+ buyer_quote_balance bigint NOT NULL, buyer_base_balance bigint NOT NULL,
+ seller_quote_balance bigint NOT NULL, seller_base_balance bigint NOT NULL, fee_account text,
+ fees_quote_balance bigint, fees_base_balance bigint, ts_ms bigint NOT NULL,
+ PRIMARY KEY (seq, idx), CHECK ((fee_account IS NULL) = (buyer_fee = 0 AND seller_fee = 0)))"""
+T8_INDEXES = [
+    "CREATE INDEX ON ledger (buyer_id, seq DESC, idx DESC)",
+    "CREATE INDEX ON ledger (seller_id, seq DESC, idx DESC)",
+    "CREATE INDEX ON ledger (fee_account, seq DESC, idx DESC) WHERE fee_account IS NOT NULL",
+]
+
+
 def t7(id_="", pk="", indexes=()):
     return (T7_TABLE.format(id=id_, pk=pk), list(indexes), v_0007, T7_COLS, T7_TYPES)
 
 
 VARIANTS = {
+    "0008 as built": (T8_TABLE, T8_INDEXES, v_0008, T8_COLS, T8_TYPES),
     "0007 as built": t7(
         T7_ID, ", PRIMARY KEY (seq, idx)", ["CREATE INDEX ON ledger (user_id, seq DESC, idx DESC)"]
     ),
@@ -189,6 +222,9 @@ VARIANTS = {
         MOV_TYPES,
     ),
 }
+
+if len(sys.argv) > 2:
+    VARIANTS = {f"{name} #{i}": VARIANTS[name] for i, name in enumerate(sys.argv[2:])}
 
 with tempfile.TemporaryDirectory() as d:
     server = PostgresServer.start(Path(d) / "pg")

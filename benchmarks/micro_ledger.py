@@ -52,7 +52,7 @@ def copy_times(url: str, variants: list[EntryRows], repeat: int) -> list[tuple[f
         copy_batch.prepare_connection(conn)
         for _ in range(repeat):
             for i, rows in enumerate(variants):
-                conn.execute("TRUNCATE trades, orders, ledger_movements, ledger_trades")
+                conn.execute("TRUNCATE trades, orders, ledger_movements, ledger_fills")
                 conn.execute("CHECKPOINT")
                 started, cpu = time.perf_counter(), time.process_time()
                 copy_batch.copy_rows(conn, rows)
@@ -72,7 +72,7 @@ def main() -> None:
     tune_gc()  # as the writer runs (bin/db)
     on = merge(decode_entry({EVENTS_FIELD: p}, config) for p in log.entries)
     print(f"{len(log.entries)} entries, {len(on.trades)} trades, {len(on.orders)} orders, "
-          f"{len(on.movements)} ledger movement rows, {len(on.parties)} ledger trade rows")  # fmt: skip
+          f"{len(on.movements)} ledger movement rows, {len(on.fills)} ledger fill rows")  # fmt: skip
     off_s, on_s = decode_cpu(log.entries, config, args.repeat)
     per = 1e6 / max(len(on.trades), 1)
     print(f"decode cpu: off {off_s * 1e3:.1f} ms ({off_s * per:.2f} µs/trade), "

@@ -373,7 +373,7 @@ class EventWriter:
     async def _write_batch(self, batch: Batch) -> None:
         rows = batch.merged
         bad = list(batch.bad)
-        if rows.trades or rows.orders or rows.movements or rows.parties:
+        if rows.trades or rows.orders or rows.movements or rows.fills:
             try:
                 await self._commit(rows)
             except _REFUSED_DATA as exc:

@@ -73,16 +73,16 @@ def copy_rows(conn: psycopg.Connection, rows: EntryRows) -> None:
 def _ledger_runs(rows: EntryRows) -> Iterator[tuple[statements.LedgerTable, list]]:
     """The ledger's rows in their order, (seq, idx), as runs of one table each: written run
     by run, the rows draw their ids from the tables' one sequence in the ledger's order."""
-    if not (rows.movements and rows.parties):  # the common case: at most one run
+    if not (rows.movements and rows.fills):  # the common case: at most one run
         runs = (
             (statements.LEDGER_MOVEMENTS, rows.movements),
-            (statements.LEDGER_TRADES, rows.parties),
+            (statements.LEDGER_FILLS, rows.fills),
         )
         yield from ((table, run) for table, run in runs if run)
         return
     tagged = heapq.merge(
         ((row[:2], statements.LEDGER_MOVEMENTS, row) for row in rows.movements),
-        ((row[:2], statements.LEDGER_TRADES, row) for row in rows.parties),
+        ((row[:2], statements.LEDGER_FILLS, row) for row in rows.fills),
         key=operator.itemgetter(0),
     )
     for table, run in itertools.groupby(tagged, key=operator.itemgetter(1)):

@@ -9,13 +9,14 @@ PostgreSQL), which it parses into NUMERIC. Depth events are not stored (live dat
 
 With the ledger on, every movement of a user's total becomes ledger rows (integers of minor
 units, as PostgreSQL stores them): a ``FundsTransferred`` a row of ``ledger_movements``, a trade
-one row of ``ledger_trades`` per party (buyer, seller, and the fee account when a fee was taken)
-holding that party's up to four movements (sql/migrations/0007_ledger_trades.sql). The balance
-after each movement is not in the events; the ``BalanceChanged`` events of a command carry each
-touched balance after the whole command, and locks move nothing between available and locked
-that counts, so walking the command's movements backwards from those totals gives the total
-after each one. An entry holds whole batches, so a command's movements and its balances are
-always in the same entry.
+one row of ``ledger_fills`` holding the movements of its buyer, its seller and, when a fee was
+taken, the fee account, with each one's totals after them (sql/migrations/0008_ledger_fills.sql).
+The balance after each movement is not in the events; the ``BalanceChanged`` events of a command
+carry each touched balance after the whole command, and locks move nothing between available and
+locked that counts, so walking the command's movements backwards from those totals gives the
+total after each one. An entry holds whole batches, so a command's movements and its balances are
+always in the same entry. The ledger rows are lists, built as the events are read, their places
+and totals filled in once the entry's balances are known.
 
 The messages are read as plain dicts, not built into records with the codec's converter: the
 writer's throughput is bound by this loop, and building an ``OrderUpdated`` with cattrs costs
@@ -37,12 +38,14 @@ from exchange.names import EVENTS_FIELD
 
 TradeRow = tuple
 OrderRow = tuple
-MovementRow = tuple  # ledger_movements: seq, idx, user, asset, kind, amount, balance, ref, ms
-# ledger_trades: seq, idx, user, trade, base, quote, quote amount and fee, base amount and fee,
-# quote and base balances after, ms
-PartyRow = tuple
-# Room a party row takes among its command's movements: its quote leg and fee, base leg and fee.
-PARTY_PLACES = 4
+MovementRow = list  # ledger_movements: seq, idx, user, asset, kind, amount, balance, ref, ms
+# ledger_fills: seq, idx, trade, base, quote, buyer, seller, quote and base units, buyer's and
+# seller's fees, buyer's quote and base totals after, seller's, fee account (None without a
+# fee) and its quote and base totals after, ms
+FillRow = list
+# Room a fill row takes among its command's movements: three parties' quote leg and fee, base
+# leg and fee.
+FILL_PLACES = 12
 
 # Fields picked straight out of the decoded JSON with itemgetter (C speed); values keep their
 # JSON types, and PostgreSQL checks and converts them as it reads the staging tables.
@@ -50,6 +53,7 @@ _trade_fields = operator.itemgetter(
     "trade_id", "timestamp", "market", "price", "quantity", "quote_quantity", "taker_side",
     "buy_order_id", "sell_order_id", "buyer_id", "seller_id", "seq",
 )  # fmt: skip
+_balance_fields = operator.itemgetter("seq", "user_id", "asset", "available", "locked")
 _order_fields = operator.itemgetter(
     "order_id", "client_order_id", "market", "side", "type", "price", "quantity",
     "quote_quantity", "executed_quantity", "executed_quote_quantity", "status",
@@ -72,7 +76,7 @@ class EntryRows:
     trades: list[TradeRow]
     orders: list[OrderRow]
     movements: list[MovementRow] = attrs.Factory(list)
-    parties: list[PartyRow] = attrs.Factory(list)
+    fills: list[FillRow] = attrs.Factory(list)
 
 
 def decode_entry(
@@ -89,7 +93,9 @@ def decode_entry(
         raise BadEntry("entry has no events field")
     trades: list[TradeRow] = []
     orders: list[OrderRow] = []
-    moves: list[list] = []
+    movements: list[MovementRow] = []
+    fills: list[FillRow] = []
+    moves: list[list] = []  # the rows of both, in the events' order
     totals: dict[tuple[int, str, str], int] = {}
     try:
         for event in orjson.loads(fields[EVENTS_FIELD]):
@@ -97,80 +103,73 @@ def decode_entry(
             if kind == "TradeExecuted":
                 trades.append(_trade_row(config, event))
                 if ledger:
-                    _trade_parties(config, event, moves)
+                    row = _fill_row(config, event)
+                    fills.append(row)
+                    moves.append(row)
             elif kind == "OrderUpdated":
                 orders.append(_order_row(config, event["order"], event["seq"]))
             elif not ledger:
                 continue
             elif kind == "BalanceChanged":
-                totals[(event["seq"], event["user_id"], event["asset"])] = (
-                    event["available"] + event["locked"]
-                )
+                seq, user, asset, available, locked = _balance_fields(event)
+                totals[seq, user, asset] = available + locked
             elif kind == "FundsTransferred":
                 amount = event["amount"]
-                moves.append(
-                    [event["seq"], event["user_id"], event["asset"],
-                     "deposit" if amount > 0 else "withdrawal", amount,
-                     event["transfer_id"], event["timestamp"]]
-                )  # fmt: skip
-        movements, parties = _ledger_rows(moves, totals) if moves else ([], [])
+                row = [event["seq"], 0, event["user_id"], event["asset"],
+                       "deposit" if amount > 0 else "withdrawal", amount, None,
+                       event["transfer_id"], event["timestamp"]]  # fmt: skip
+                movements.append(row)
+                moves.append(row)
+        if moves:
+            _place_and_balance(moves, totals)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise BadEntry(f"malformed events: {exc!r}") from None
-    return EntryRows(trades, orders, movements, parties)
+    return EntryRows(trades, orders, movements, fills)
 
 
-def _trade_parties(config: MarketConfig, event: dict, moves: list[list]) -> None:
-    """A trade's parties, each as [seq, user, trade, base, quote, quote amount, quote fee, base
-    amount, base fee, ts]: the buyer, the seller, and the fee account when a fee was taken."""
+def _fill_row(config: MarketConfig, event: dict) -> FillRow:
+    """A trade's fill row, its place and totals still to fill in."""
     market = config.markets[event["market"]]
-    seq, ref, ts = event["seq"], event["trade_id"], event["timestamp"]
-    quote, base = market.quote.name, market.base.name
-    quote_units, base_units = event["quote_quantity"], event["quantity"] * market.base_per_lot
-    seller_fee, buyer_fee = event.get("seller_fee", 0), event.get("buyer_fee", 0)
-    moves.append([seq, event["buyer_id"], ref, base, quote, -quote_units, 0, base_units,
-                  -buyer_fee, ts])  # fmt: skip
-    moves.append([seq, event["seller_id"], ref, base, quote, quote_units, -seller_fee,
-                  -base_units, 0, ts])  # fmt: skip
-    if seller_fee or buyer_fee:
-        moves.append([seq, FEE_ACCOUNT, ref, base, quote, 0, seller_fee, 0, buyer_fee, ts])
+    buyer_fee, seller_fee = event.get("buyer_fee", 0), event.get("seller_fee", 0)
+    return [
+        event["seq"], 0, event["trade_id"], market.base.name, market.quote.name,
+        event["buyer_id"], event["seller_id"],
+        event["quote_quantity"], event["quantity"] * market.base_per_lot, buyer_fee, seller_fee,
+        None, None, None, None, FEE_ACCOUNT if buyer_fee or seller_fee else None, None, None,
+        event["timestamp"],
+    ]  # fmt: skip
 
 
-def _ledger_rows(
-    moves: list[list], totals: dict[tuple[int, str, str], int]
-) -> tuple[list[MovementRow], list[PartyRow]]:
-    """The transfers' movement rows and the trades' party rows, each with the totals after it
-    (walking back from each command's final totals) and its place among its command's
-    movements. Raises KeyError when a moved balance has no ``BalanceChanged`` in its command."""
-    running = dict(totals)
-    after: list[tuple[int, ...]] = [()] * len(moves)
-    for i in range(len(moves) - 1, -1, -1):
-        move = moves[i]
-        if len(move) == _TRANSFER_FIELDS:
-            seq, user, asset, _kind, amount, *_ = move
-            after[i] = (_take(running, (seq, user, asset), amount),)
-        else:
-            seq, user, _ref, base, quote, quote_amount, quote_fee, base_amount, base_fee, _ = move
-            quote_after = _take(running, (seq, user, quote), quote_amount + quote_fee)
-            after[i] = (quote_after, _take(running, (seq, user, base), base_amount + base_fee))
-    movements: list[MovementRow] = []
-    parties: list[PartyRow] = []
+def _place_and_balance(moves: list[list], totals: dict[tuple[int, str, str], int]) -> None:
+    """Fill in each ledger row's place among its command's movements (``idx``) and the totals
+    after its movements: walking the command's movements back from its final totals
+    (``totals``, consumed), a trade's fee account's, then its seller's, then its buyer's.
+    Raises KeyError when a moved balance has no ``BalanceChanged`` in its command."""
     seq_of_idx, idx = None, 0
-    for move, balances in zip(moves, after, strict=True):
-        seq = move[0]
-        if seq != seq_of_idx:
-            seq_of_idx, idx = seq, 0
-        if len(move) == _TRANSFER_FIELDS:
-            _seq, user, asset, kind, amount, ref, ts = move
-            movements.append((seq, idx, user, asset, kind, amount, balances[0], ref, ts))
-            idx += 1
-        else:
-            parties.append((seq, idx, *move[1:-1], *balances, move[-1]))
-            idx += PARTY_PLACES
-    return movements, parties
+    for row in moves:
+        if row[0] != seq_of_idx:
+            seq_of_idx, idx = row[0], 0
+        row[1] = idx
+        idx += 1 if len(row) == _MOVEMENT_COLUMNS else FILL_PLACES
+    for row in reversed(moves):
+        if len(row) == _MOVEMENT_COLUMNS:
+            seq, _, user, asset, _, amount = row[:6]
+            row[6] = _take(totals, (seq, user, asset), amount)
+            continue
+        (seq, _, _, base, quote, buyer, seller, quote_units, base_units, buyer_fee,
+         seller_fee) = row[:11]  # fmt: skip
+        fees = row[15]
+        if fees is not None:
+            row[16] = _take(totals, (seq, fees, quote), seller_fee)
+            row[17] = _take(totals, (seq, fees, base), buyer_fee)
+        row[13] = _take(totals, (seq, seller, quote), quote_units - seller_fee)
+        row[14] = _take(totals, (seq, seller, base), -base_units)
+        row[11] = _take(totals, (seq, buyer, quote), -quote_units)
+        row[12] = _take(totals, (seq, buyer, base), base_units - buyer_fee)
 
 
-# A transfer's move: seq, user, asset, kind, amount, ref, ts (a party's has ten fields).
-_TRANSFER_FIELDS = 7
+# Columns of a ledger_movements row (a fill row has nineteen).
+_MOVEMENT_COLUMNS = 9
 
 
 def _take(running: dict[tuple[int, str, str], int], key: tuple[int, str, str], amount: int) -> int:
@@ -219,12 +218,12 @@ def merge(entries: Iterable[EntryRows]) -> EntryRows:
     """
     trades: list[TradeRow] = []
     movements: list[MovementRow] = []
-    parties: list[PartyRow] = []
+    fills: list[FillRow] = []
     newest: dict[int, OrderRow] = {}
     for entry in entries:
         trades.extend(entry.trades)
         movements.extend(entry.movements)
-        parties.extend(entry.parties)
+        fills.extend(entry.fills)
         for row in entry.orders:
             held = newest.get(row[_ORDER_ID])
             if held is None or (row[_ORDER_SEQ], row[_ORDER_UPDATED]) >= (
@@ -232,4 +231,4 @@ def merge(entries: Iterable[EntryRows]) -> EntryRows:
                 held[_ORDER_UPDATED],
             ):
                 newest[row[_ORDER_ID]] = row
-    return EntryRows(trades, list(newest.values()), movements, parties)
+    return EntryRows(trades, list(newest.values()), movements, fills)

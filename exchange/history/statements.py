@@ -68,10 +68,12 @@ CREATE_STAGING = [
     ) ON COMMIT DELETE ROWS
     """,
     """
-    CREATE TEMP TABLE IF NOT EXISTS ledger_trades_staging (
-        seq bigint, idx integer, user_id text, trade_id bigint, base text, quote text,
-        quote_amount bigint, quote_fee bigint, base_amount bigint, base_fee bigint,
-        quote_balance bigint, base_balance bigint, ts_ms bigint
+    CREATE TEMP TABLE IF NOT EXISTS ledger_fills_staging (
+        seq bigint, idx integer, trade_id bigint, base text, quote text, buyer_id text,
+        seller_id text, quote_units bigint, base_units bigint, buyer_fee bigint,
+        seller_fee bigint, buyer_quote_balance bigint, buyer_base_balance bigint,
+        seller_quote_balance bigint, seller_base_balance bigint, fee_account text,
+        fees_quote_balance bigint, fees_base_balance bigint, ts_ms bigint
     ) ON COMMIT DELETE ROWS
     """,
 ]
@@ -85,7 +87,7 @@ class LedgerTable:
     """How the writer COPYs rows into one of the ledger's tables: straight in (the common
     case), or, when the key (seq, idx) refuses a redelivered batch, through the staging table,
     inserting only what is missing. A row is keyed by its command and its place among that
-    command's movements, both the same on replay (sql/migrations/0006_ledger.sql, 0007).
+    command's movements, both the same on replay (sql/migrations/0006_ledger.sql, 0008).
     Binary COPY: the rows are all integers but for a few short texts, and psycopg dumps
     integers to binary in about half the client CPU of rendering them as text
     (benchmarks/micro_ledger.py); ``types`` are the columns' types, in order, for
@@ -119,11 +121,14 @@ LEDGER_MOVEMENTS = LedgerTable(
     "seq, idx, user_id, asset, kind, amount, balance, ref, ts_ms",
     ["int8", "int4", "text", "text", "text", "int8", "int8", "int8", "int8"],
 )
-LEDGER_TRADES = LedgerTable(
-    "ledger_trades",
-    "seq, idx, user_id, trade_id, base, quote, quote_amount, quote_fee, base_amount, base_fee,"
-    " quote_balance, base_balance, ts_ms",
-    ["int8", "int4", "text", "int8", "text", "text"] + ["int8"] * 7,
+LEDGER_FILLS = LedgerTable(
+    "ledger_fills",
+    "seq, idx, trade_id, base, quote, buyer_id, seller_id, quote_units, base_units, buyer_fee,"
+    " seller_fee, buyer_quote_balance, buyer_base_balance, seller_quote_balance,"
+    " seller_base_balance, fee_account, fees_quote_balance, fees_base_balance, ts_ms",
+    ["int8", "int4", "int8", "text", "text", "text", "text"]
+    + ["int8"] * 8
+    + ["text", "int8", "int8", "int8"],
 )
 
 # Milliseconds become timestamptz by integer interval arithmetic (exact), not to_timestamp()'s
@@ -408,12 +413,43 @@ CREATE_TIMESCALE_VERSION = "CREATE EXTENSION timescaledb VERSION {version}"
 # --- ledger and audit ----------------------------------------------------------------------------
 
 _LEDGER_COLUMNS = "id, asset, kind, amount, balance, ref, ts_ms"
-# The same columns of a trade row's movements (``m``), with their order.
-_TRADE_MOVEMENT_COLUMNS = "m.id, m.asset, m.kind, m.amount, m.balance, m.ref, m.ts_ms, m.seq, m.idx"
+# The same columns of a party's movements (``m``), with their order.
+_PARTY_MOVEMENT_COLUMNS = "m.id, m.asset, m.kind, m.amount, m.balance, m.ref, m.ts_ms, m.seq, m.idx"
 
-# A user's newest movements: the newest rows of each table from its user index, the trades'
-# rows read as movements (sql/migrations/0007_ledger_trades.sql), merged. No sort of a user's
-# whole ledger: a trade row kept has at least one movement of the asset asked for.
+# Where a user's trade movements are, as party rows of ledger_trades (sql/migrations/0007,
+# 0008): that table's own rows, and each role of a ledger_fills row, by the index of its role.
+_PARTY_SOURCES = [
+    ("ledger_trades", "t", "t", "user_id"),
+    ("ledger_fills", "f", "ledger_fill_buyer(f)", "buyer_id"),
+    ("ledger_fills", "f", "ledger_fill_seller(f)", "seller_id"),
+    ("ledger_fills", "f", "ledger_fill_fees(f)", "fee_account"),
+]
+# A party with a movement of %(asset)s (a zero amount is no movement).
+_PARTY_MOVES_ASSET = """
+       AND (((own.p).quote = %(asset)s AND ((own.p).quote_amount, (own.p).quote_fee) <> (0, 0))
+            OR ((own.p).base = %(asset)s AND ((own.p).base_amount, (own.p).base_fee) <> (0, 0)))"""
+
+
+def _user_trade_movements(condition: str) -> str:
+    """The movements of the user's newest %(limit)s parties of each source meeting
+    ``condition``: each source is read newest first from its user index, never sorted whole."""
+    newest = "\n    UNION ALL\n".join(
+        f"""    (SELECT own.p
+     FROM {table} AS {alias} CROSS JOIN LATERAL (SELECT {party} AS p) AS own
+     WHERE {alias}.{user} = %(user_id)s{condition}
+     ORDER BY {alias}.seq DESC, {alias}.idx DESC
+     LIMIT %(limit)s)"""
+        for table, alias, party, user in _PARTY_SOURCES
+    )
+    return f"""SELECT {_PARTY_MOVEMENT_COLUMNS}
+     FROM (
+{newest}
+     ) AS newest
+     CROSS JOIN LATERAL ledger_trade_movements(newest.p) AS m"""
+
+
+# A user's newest movements of one asset: the newest of each table from its user index,
+# merged. A party kept has at least one movement of the asset.
 LEDGER = f"""
 SELECT {_LEDGER_COLUMNS}
 FROM (
@@ -423,15 +459,7 @@ FROM (
      ORDER BY seq DESC, idx DESC
      LIMIT %(limit)s)
     UNION ALL
-    (SELECT {_TRADE_MOVEMENT_COLUMNS}
-     FROM (SELECT t
-           FROM ledger_trades AS t
-           WHERE user_id = %(user_id)s
-             AND ((quote = %(asset)s AND (quote_amount, quote_fee) <> (0, 0))
-                  OR (base = %(asset)s AND (base_amount, base_fee) <> (0, 0)))
-           ORDER BY seq DESC, idx DESC
-           LIMIT %(limit)s) AS newest
-     CROSS JOIN LATERAL ledger_trade_movements(newest.t) AS m
+    ({_user_trade_movements(_PARTY_MOVES_ASSET)}
      WHERE m.asset = %(asset)s)
 ) AS movements
 ORDER BY seq DESC, idx DESC
@@ -439,7 +467,7 @@ LIMIT %(limit)s
 """
 
 # The same over every asset: the movements table's index is by asset, so its newest rows are
-# taken per configured asset; every trade row has a movement.
+# taken per configured asset; every party has a movement.
 LEDGER_ALL_ASSETS = f"""
 SELECT {_LEDGER_COLUMNS}
 FROM (
@@ -453,13 +481,7 @@ FROM (
          LIMIT %(limit)s
      ) AS own)
     UNION ALL
-    (SELECT {_TRADE_MOVEMENT_COLUMNS}
-     FROM (SELECT t
-           FROM ledger_trades AS t
-           WHERE user_id = %(user_id)s
-           ORDER BY seq DESC, idx DESC
-           LIMIT %(limit)s) AS newest
-     CROSS JOIN LATERAL ledger_trade_movements(newest.t) AS m)
+    ({_user_trade_movements("")})
 ) AS movements
 ORDER BY seq DESC, idx DESC
 LIMIT %(limit)s
@@ -468,7 +490,8 @@ LIMIT %(limit)s
 # The sequence the ledger has reached (0 when empty), through each table's primary key.
 LEDGER_SEQ = """
 SELECT coalesce(greatest((SELECT max(seq) FROM ledger_movements),
-                         (SELECT max(seq) FROM ledger_trades)), 0) AS seq
+                         (SELECT max(seq) FROM ledger_trades),
+                         (SELECT max(seq) FROM ledger_fills)), 0) AS seq
 """
 
 # The history's half of the audit, over the movements of commands up to %(seq)s: what came in

@@ -274,20 +274,21 @@ async def test_the_audit_names_a_corrupted_row_and_a_corrupted_balance(
     await _run_flow(ex, seed=21, commands=300)
     _zero_everywhere(await _caught_up(ex))
 
-    # One trade's INR leg off by 3 minor units, behind the writer's back.
+    # One trade's INR fee off by 3 minor units, behind the writer's back: a fill row holds both
+    # sides of each of its movements, so the seller paid 3 more and the fee account got 3 more,
+    # the history's sums still balance, and the audit sees them part from the engine's.
     with psycopg.connect(ex.settings.database_url, autocommit=True) as conn:
         conn.execute(
-            "UPDATE ledger_trades SET quote_amount = quote_amount + 3 WHERE (seq, idx) = "
-            "(SELECT seq, idx FROM ledger_trades WHERE quote = 'INR' AND user_id <> %s "
-            " ORDER BY seq DESC LIMIT 1)",
-            (FEE_ACCOUNT,),
+            "UPDATE ledger_fills SET seller_fee = seller_fee + 3 WHERE (seq, idx) = "
+            "(SELECT seq, idx FROM ledger_fills WHERE quote = 'INR' AND seller_fee > 0"
+            " ORDER BY seq DESC LIMIT 1)"
         )
     report = await ex.audit()
     assert not report["ok"]
-    assert report["history"]["assets"]["INR"]["difference"] == "-0.0003"
+    assert report["history"]["assets"]["INR"]["difference"] == "0"
     assert report["engine"]["assets"]["INR"]["difference"] == "0"
-    assert "history INR: difference -3" in report["problems"]
-    assert "history INR: users differs from the engine's by 3" in report["problems"]
+    assert "history INR: users differs from the engine's by -3" in report["problems"]
+    assert "history INR: fees differs from the engine's by 3" in report["problems"]
 
     # One balance of USDT 5 minor units richer than any movement made it: a tampered snapshot
     # replayed into a fresh engine.

@@ -37,29 +37,25 @@ def _ledger(conn: psycopg.Connection) -> list[tuple]:
 
 def _movements(rows: EntryRows) -> list[tuple]:
     """The movements of ``rows`` as the view ``ledger`` shows them, restated from the
-    migration's words: a party row's quote leg, quote fee, base leg and base fee at its idx
-    and the three places after it, zero amounts left out, a leg's balance before its fee."""
-    moves = [row[:8] for row in rows.movements]
+    migrations' words: a fill row's buyer at its idx and the three places after it, its seller
+    at the next four, the fee account at the four after; each party's quote leg, quote fee,
+    base leg and base fee in that order, zero amounts left out, a leg's balance before its
+    fee."""
+    moves = [tuple(row[:8]) for row in rows.movements]
     for (
-        seq,
-        idx,
-        user,
-        trade,
-        base,
-        quote,
-        q_amount,
-        q_fee,
-        b_amount,
-        b_fee,
-        q_after,
-        b_after,
-        _,
-    ) in rows.parties:
-        for place, asset, kind, amount, balance in (
-            (0, quote, "trade", q_amount, q_after - q_fee),
-            (1, quote, "fee", q_fee, q_after),
-            (2, base, "trade", b_amount, b_after - b_fee),
-            (3, base, "fee", b_fee, b_after),
+        seq, idx, trade, base, quote, buyer, seller, quote_units, base_units, buyer_fee,
+        seller_fee, buyer_quote, buyer_base, seller_quote, seller_base, fees, fees_quote,
+        fees_base, _,
+    ) in rows.fills:  # fmt: skip
+        for place, user, asset, kind, amount, balance in (
+            (0, buyer, quote, "trade", -quote_units, buyer_quote),
+            (2, buyer, base, "trade", base_units, buyer_base + buyer_fee),
+            (3, buyer, base, "fee", -buyer_fee, buyer_base),
+            (4, seller, quote, "trade", quote_units, seller_quote + seller_fee),
+            (5, seller, quote, "fee", -seller_fee, seller_quote),
+            (6, seller, base, "trade", -base_units, seller_base),
+            (9, fees, quote, "fee", seller_fee, fees_quote),
+            (11, fees, base, "fee", buyer_fee, fees_base),
         ):
             if amount:
                 moves.append((seq, idx + place, user, asset, kind, amount, balance, trade))
@@ -117,11 +113,12 @@ def test_a_ledger_value_of_the_wrong_type_is_refused_as_data(migrated_url: str) 
         assert _ledger(conn) == [good[:8]]
 
 
-def test_movements_written_before_the_trade_rows_keep_their_ids(
+def test_movements_written_before_the_fill_rows_keep_their_ids(
     database_url: str, tmp_path: Path
 ) -> None:
-    """0007 renames 0006's table and rewrites none of its rows: they read the same through
-    the view, with their ids, and every later movement gets an id of its own."""
+    """0007 renames 0006's table and 0008 adds one beside 0007's: neither rewrites a row, so
+    the movements written before each read the same through the view, with their ids, and
+    every later movement gets an id of its own."""
     directory = tmp_path / "migrations"
     directory.mkdir()
     for migration in sorted(MIGRATIONS.glob("*.sql")):
@@ -133,6 +130,7 @@ def test_movements_written_before_the_trade_rows_keep_their_ids(
         (6, 0, "u1", "INR", "trade", -300, 600, 1, 1_700_000_000_001),
         (6, 1, "u2", "INR", "trade", 300, 300, 1, 1_700_000_000_001),
     ]
+    party = (7, 0, "u1", 2, "TATA", "INR", -100, 0, 500, 0, 500, 500, 1_700_000_000_002)
     with psycopg.connect(database_url, autocommit=True) as conn:
         for row in legacy:
             conn.execute(
@@ -140,23 +138,34 @@ def test_movements_written_before_the_trade_rows_keep_their_ids(
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 row,
             )
-        before = conn.execute("SELECT id, seq, idx FROM ledger ORDER BY id").fetchall()
-    shutil.copy(next(MIGRATIONS.glob("0007_*.sql")), directory)
-    migrate(database_url, directory)
-    party = (7, 0, "u1", 2, "TATA", "INR", -100, 0, 500, 0, 500, 500, 1_700_000_000_002)
-    deposit = (8, 0, "u2", "TATA", "deposit", 7, 7, 8, 1_700_000_000_003)
+        shutil.copy(next(MIGRATIONS.glob("0007_*.sql")), directory)
+        migrate(database_url, directory)
+        conn.execute(
+            "INSERT INTO ledger_trades (seq, idx, user_id, trade_id, base, quote, quote_amount,"
+            " quote_fee, base_amount, base_fee, quote_balance, base_balance, ts_ms)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            party,
+        )
+        before = conn.execute("SELECT id, seq, idx FROM ledger ORDER BY seq, idx").fetchall()
+    migrate(database_url, MIGRATIONS)
+    fill = [9, 0, 3, "TATA", "INR", "u2", "u1", 40, 100, 1, 0, 260, 99, 440, 300, "fees", 0, 1,
+            1_700_000_000_004]  # fmt: skip
+    deposit = [8, 0, "u2", "TATA", "deposit", 7, 7, 8, 1_700_000_000_003]
     with psycopg.connect(database_url, autocommit=True) as conn:
         prepare_connection(conn)
-        copy_rows(conn, EntryRows([], [], [], [party]))
-        copy_rows(conn, EntryRows([], [], [deposit], []))
+        copy_rows(conn, EntryRows([], [], [deposit], [fill]))
         rows = conn.execute(
             "SELECT id, seq, idx, user_id, asset, kind, amount, balance FROM ledger ORDER BY seq, idx"
         ).fetchall()
-    assert [row[:3] for row in rows[:3]] == before
-    assert [row[1:] for row in rows[3:]] == [
-        (7, 0, "u1", "INR", "trade", -100, 500),
-        (7, 2, "u1", "TATA", "trade", 500, 500),
+    assert [row[:3] for row in rows[:5]] == before
+    assert [row[1:] for row in rows[5:]] == [
         (8, 0, "u2", "TATA", "deposit", 7, 7),
+        (9, 0, "u2", "INR", "trade", -40, 260),
+        (9, 2, "u2", "TATA", "trade", 100, 100),
+        (9, 3, "u2", "TATA", "fee", -1, 99),
+        (9, 4, "u1", "INR", "trade", 40, 440),
+        (9, 6, "u1", "TATA", "trade", -100, 300),
+        (9, 11, "fees", "TATA", "fee", 1, 1),
     ]
     ids = [row[0] for row in rows]
-    assert len(set(ids)) == len(ids) and min(ids[3:]) > max(ids[:3])
+    assert len(set(ids)) == len(ids) and min(ids[5:]) > max(ids[:5])
