@@ -22,6 +22,15 @@ Entry = tuple[bytes, dict[bytes, bytes]]
 
 
 @attrs.frozen
+class ReadFrom:
+    """Where the next read starts: after these command and query ids, at most ``count`` each."""
+
+    command_after: bytes
+    query_after: bytes
+    count: int
+
+
+@attrs.frozen
 class LogInfo:
     """The command log's length, how many entries it ever had, and its newest id."""
 
@@ -48,8 +57,11 @@ class CommandLog(Protocol):
     async def info(self) -> LogInfo | None:
         """The log's :class:`LogInfo`, or None when it does not exist yet."""
 
-    async def flush(self, out: BatchOutput) -> None:
-        """Write a batch's outputs and flushed mark, all or nothing."""
+    async def flush(
+        self, out: BatchOutput, then_read: ReadFrom | None = None
+    ) -> tuple[list[Entry], list[Entry]]:
+        """Write a batch's outputs and flushed mark, all or nothing; with ``then_read``, also
+        return the commands and queries after it in the same round trip, without waiting."""
 
 
 class Snapshots(Protocol):

@@ -17,7 +17,7 @@ import trio
 
 from exchange.bus import RedisBridge
 from exchange.engine.outputs import BatchOutput
-from exchange.engine.ports import Entry, LogInfo
+from exchange.engine.ports import Entry, LogInfo, ReadFrom
 from exchange.errors import ServiceUnavailable
 from exchange.names import (
     COMMAND_STREAM,
@@ -60,14 +60,7 @@ class RedisLog:
             count=count,
             block_ms=READ_BLOCK_MS,
         )
-        commands: list[Entry] = []
-        queries: list[Entry] = []
-        for stream, entries in response:
-            if stream == _COMMAND_STREAM:
-                commands = entries
-            else:
-                queries = entries
-        return commands, queries
+        return _split(response)
 
     async def read_range(self, after: bytes, until: bytes, count: int) -> list[Entry]:
         return await self.bus.xrange(COMMAND_STREAM, b"(" + after, until, count=count)
@@ -90,7 +83,9 @@ class RedisLog:
         # entries-added exists from Redis 7.0; without it a trimmed log goes unnoticed.
         return LogInfo(length, data.get("entries-added", length), data["last-generated-id"])
 
-    async def flush(self, out: BatchOutput) -> None:
+    async def flush(
+        self, out: BatchOutput, then_read: ReadFrom | None = None
+    ) -> tuple[list[Entry], list[Entry]]:
         events_maxlen = self.events_maxlen
 
         def build(pipe: Any) -> None:
@@ -121,8 +116,16 @@ class RedisLog:
             if out.last_command_id is not None:
                 pipe.set(FLUSHED_KEY, out.last_command_id)
             pipe.set(HEARTBEAT_KEY, orjson.dumps(out.heartbeat), px=HEARTBEAT_TTL_MS)
+            if then_read is not None:
+                # Inside MULTI/EXEC an XREAD never waits: the next batch, if any, comes back
+                # with this one's EXEC, saving a thread hop and a round trip per batch.
+                pipe.xread(
+                    {QUERY_STREAM: then_read.query_after, COMMAND_STREAM: then_read.command_after},
+                    count=then_read.count,
+                )
 
-        await self.bus.pipeline(build, transaction=True)
+        results = await self.bus.pipeline(build, transaction=True)
+        return _split(results[-1] or []) if then_read is not None else ([], [])
 
     async def clear_heartbeat(self) -> None:
         """Delete the heartbeat on the way out, shielded, at most a second, if Redis answers.
@@ -132,3 +135,15 @@ class RedisLog:
         """
         with trio.CancelScope(shield=True), trio.move_on_after(1), suppress(ServiceUnavailable):
             await self.bus.call(self.bus.client.delete, HEARTBEAT_KEY)
+
+
+def _split(response: list) -> tuple[list[Entry], list[Entry]]:
+    """An XREAD answer of both streams as (commands, queries)."""
+    commands: list[Entry] = []
+    queries: list[Entry] = []
+    for stream, entries in response:
+        if stream == _COMMAND_STREAM:
+            commands = entries
+        else:
+            queries = entries
+    return commands, queries

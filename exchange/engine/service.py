@@ -3,11 +3,10 @@
 ::
 
     recover  newest readable snapshot → replay the log after it (silently up to the flushed mark)
-    serve    reader     XREAD queries + commands (COUNT batch, BLOCK 50 ms), one batch ahead
-             processor  apply commands in log order, answer queries (the pure core; no I/O);
-                        every N commands or T seconds, snapshot between two batches
-             writer     per batch, in order, one MULTI/EXEC: replies, one events entry,
-                        publishes, flushed mark, heartbeat
+    serve    one loop: apply a batch in log order, answer its queries (the pure core; no I/O),
+             then one MULTI/EXEC: replies, one events entry, publishes, flushed mark,
+             heartbeat, and the XREAD of the next batch; a blocking XREAD (BLOCK 50 ms) only
+             when that comes back empty; every N commands or T seconds, snapshot between batches
 
 The service talks to two ports (:mod:`.ports`): the command log (Redis: :mod:`.redis_log`) and
 the snapshot store (:mod:`.snapshots_store`); :mod:`.schedule` says when to snapshot and
@@ -43,9 +42,12 @@ INVALID_REQUEST rejection and take no sequence number; replay decodes them the s
 exception raised by the core (a bug) is logged and answered the same way, so one poisoned
 command cannot crash-loop the engine; replay repeats it deterministically.
 
-**Pipelining.** The three tasks overlap Redis round trips with matching; bounded channels of
-one batch keep the reader and processor at most a batch or two ahead of the writer. Everything
-the processor queues stays in ``_unwritten`` until the writer has written it.
+**One round trip per batch.** Inside MULTI/EXEC an XREAD does not wait, so a batch's flush
+also fetches whatever arrived while it was applied: under load each batch costs one Redis round
+trip and one thread hop, and batches grow with the load instead of the engine chasing single
+entries. (An earlier shape, a reader, a processor and a writer overlapping their round trips,
+spent two hops per batch and took batches of one or two entries.) Everything queued stays in
+``_unwritten`` until written.
 
 **Shutdown.** Cancellation (SIGINT/SIGTERM in ``bin/engine``) reaches the tasks at an await
 (applying a batch has none, so a batch is applied whole); the ``finally`` writes whatever is
@@ -68,7 +70,7 @@ from exchange import codec
 from exchange.engine import snapshot
 from exchange.engine.core import Engine
 from exchange.engine.outputs import BatchOutput
-from exchange.engine.ports import CommandLog, Entry, Snapshots
+from exchange.engine.ports import CommandLog, Entry, ReadFrom, Snapshots
 from exchange.engine.schedule import SnapshotSchedule
 from exchange.engine.snapshots_store import BackgroundSave, StoredSnapshot
 from exchange.errors import ErrorCode, ExchangeError
@@ -85,6 +87,7 @@ SHUTDOWN_TIMEOUT_S = 10.0
 START_ID = b"0-0"
 
 T = TypeVar("T")
+Batch = tuple[list[Entry], list[Entry]]  # a read's (commands, queries)
 
 _MALFORMED_COMMAND = codec.encode(
     Rejection(ErrorCode.INVALID_REQUEST, "malformed command: not a command record")
@@ -188,23 +191,22 @@ class EngineService:
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Process batches until cancelled; write what is pending and snapshot on the way out.
 
-        Three tasks overlap Redis round trips with matching: the reader fetches batch k+1 while
-        the processor applies batch k and the writer flushes batch k-1 (one batch of slack in
-        each bounded channel). The writer writes strictly in order, so a snapshot queued after
-        batch k is saved only once batch k's outputs are in Redis.
+        Each batch's write brings back the next batch (see the module docstring); only an
+        empty answer makes the loop wait in a blocking read.
         """
         try:
             await self._write(self._heartbeat_output())  # we are up
             self._heartbeat_at = trio.current_time()
-            async with trio.open_nursery() as nursery:
-                batches_send, batches_receive = trio.open_memory_channel[Any](1)
-                items_send, items_receive = trio.open_memory_channel[Any](1)
-                nursery.start_soon(self._read_batches, batches_send)
-                nursery.start_soon(self._write_items, items_receive)
-                task_status.started()
-                async for commands, queries in batches_receive:
-                    for item in self._process_batch(commands, queries):
-                        await items_send.send(item)
+            task_status.started()
+            batch: Batch = ([], [])
+            while True:
+                if batch == ([], []):
+                    batch = await self._read()
+                # A thread's answer arrives even when we were cancelled meanwhile: what it
+                # read is left to the next start, not applied on the way out.
+                await trio.lowlevel.checkpoint_if_cancelled()
+                self._process_batch(*batch)
+                batch = await self._write_pending(read_next=True)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_TIMEOUT_S) as scope:
                 await self._write_pending(check_marker=True)
@@ -219,31 +221,18 @@ class EngineService:
 
     async def step(self) -> None:
         """One batch, start to end: read (waiting briefly for entries), apply, write, and
-        snapshot when due. The sequential form of :meth:`serve`, for tests and tools."""
-        if self._outage:
-            await self._check_not_rolled_back(self.last_id)
-        commands, queries = await self._retry(
-            self.log.read, self.last_id, self.query_id, self.batch_size
-        )
-        self._process_batch(commands, queries)
+        snapshot when due. The unrolled form of :meth:`serve`, for tests and tools."""
+        self._process_batch(*await self._read())
         await self._write_pending()
 
-    async def _read_batches(self, send: trio.MemorySendChannel) -> None:
-        """Read ahead of the processor; empty reads too (they drive the idle heartbeat)."""
-        commands_after, queries_after = self.last_id, self.query_id
-        while True:
-            if self._outage:
-                await self._check_not_rolled_back(commands_after)
-            commands, queries = await self._retry(
-                self.log.read, commands_after, queries_after, self.batch_size
-            )
-            if commands:
-                commands_after = commands[-1][0]
-            if queries:
-                queries_after = queries[-1][0]
-            await send.send((commands, queries))
+    async def _read(self) -> Batch:
+        """The next batch after what was applied, waiting briefly for one; empty reads too
+        (they drive the idle heartbeat)."""
+        if self._outage:
+            await self._check_not_rolled_back(self.last_id)
+        return await self._retry(self.log.read, self.last_id, self.query_id, self.batch_size)
 
-    def _process_batch(self, commands: list[Entry], queries: list[Entry]) -> list[Any]:
+    def _process_batch(self, commands: list[Entry], queries: list[Entry]) -> None:
         """Apply a batch and queue what must be written: its output (or an idle heartbeat) and
         a snapshot when one is due. Queued items stay in ``_unwritten`` until written."""
         now = trio.current_time()
@@ -263,7 +252,6 @@ class EngineService:
             else:
                 items.append(self._snapshot_now())
         self._unwritten.extend(items)
-        return items
 
     def _poll_background(self, now: float) -> None:
         background = self._background
@@ -283,16 +271,17 @@ class EngineService:
             log.error("background snapshot failed (exit code %d); will try again", code)
             self.schedule.note(1, now)
 
-    async def _write_items(self, receive: trio.MemoryReceiveChannel) -> None:
-        async for item in receive:
-            await self._write(item)
-            written = self._unwritten.popleft()
-            assert written is item, "outputs are written in order"
-
-    async def _write_pending(self, *, check_marker: bool = False) -> None:
+    async def _write_pending(self, *, read_next: bool = False, check_marker: bool = False) -> Batch:
+        """Write everything queued, in order; with ``read_next``, the last write also reads
+        the next batch. Empty after an outage: :meth:`_read` checks the log first."""
+        batch: Batch = ([], [])
         while self._unwritten:
-            await self._write(self._unwritten[0], check_marker=check_marker)
+            then_read = None
+            if read_next and len(self._unwritten) == 1:
+                then_read = ReadFrom(self.last_id, self.query_id, self.batch_size)
+            batch = await self._write(self._unwritten[0], then_read, check_marker=check_marker)
             self._unwritten.popleft()
+        return ([], []) if self._outage else batch
 
     def process(self, commands: list[Entry], queries: list[Entry]) -> BatchOutput:
         """Apply a batch's commands in log order, then answer its queries. No I/O."""
@@ -361,28 +350,33 @@ class EngineService:
         return out
 
     async def _write(
-        self, item: BatchOutput | StoredSnapshot, *, check_marker: bool = False
-    ) -> None:
+        self,
+        item: BatchOutput | StoredSnapshot,
+        then_read: ReadFrom | None = None,
+        *,
+        check_marker: bool = False,
+    ) -> Batch:
         """Write a batch's output exactly once, or save a snapshot; retry while Redis is away.
+        Returns what ``then_read`` read in the same round trip (empty when nothing was read).
 
         ``check_marker``: the item may have been written already (a write cut short).
         """
         if isinstance(item, StoredSnapshot):
             await self._retry(self.snapshots.save, item)
             log.info("snapshot saved at %s (seq %d)", item.log_id.decode(), item.seq)
-            return
+            return [], []
         attempted = check_marker
 
-        async def attempt() -> None:
+        async def attempt() -> Batch:
             nonlocal attempted
             if attempted and item.last_command_id is not None:
                 flushed = await self.log.flushed_id()
                 if flushed is not None and parse_id(flushed) >= parse_id(item.last_command_id):
-                    return  # the earlier EXEC landed; only its answer was lost
+                    return [], []  # the earlier EXEC landed; only its answer was lost
             attempted = True
-            await self.log.flush(item)
+            return await self.log.flush(item, then_read)
 
-        await self._retry(attempt)
+        return await self._retry(attempt)
 
     def _snapshot_now(self) -> StoredSnapshot:
         """The current state, tagged with the last applied entry. Synchronous: the state must

@@ -15,7 +15,7 @@ import trio
 
 from exchange import codec
 from exchange.engine.outputs import BatchOutput
-from exchange.engine.ports import LogInfo
+from exchange.engine.ports import LogInfo, ReadFrom
 from exchange.engine.redis_log import READ_BLOCK_MS
 from exchange.engine.snapshots_store import StoredSnapshot
 from exchange.errors import ServiceUnavailable
@@ -107,7 +107,7 @@ class FakeLog:
             return None
         return LogInfo(len(commands), len(commands), commands[-1][0])
 
-    async def flush(self, out: BatchOutput) -> None:
+    async def flush(self, out: BatchOutput, then_read: ReadFrom | None = None):
         if self.fail_flushes and not self.flush_lands_before_failing:
             self.fail_flushes -= 1
             raise ServiceUnavailable("scripted outage")
@@ -117,6 +117,12 @@ class FakeLog:
         if self.fail_flushes:
             self.fail_flushes -= 1
             raise ServiceUnavailable("scripted outage after EXEC")
+        if then_read is None:
+            return [], []
+        return (
+            self.streams.after("commands", then_read.command_after, then_read.count),
+            self.streams.after("queries", then_read.query_after, then_read.count),
+        )
 
     def replies(self) -> dict[bytes, bytes]:
         """Every reply flushed, by request id (later ones would overwrite: tests check counts)."""
