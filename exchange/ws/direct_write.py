@@ -15,6 +15,7 @@ version (:data:`WRITTEN_AGAINST`, pinned in ``pyproject.toml``) and relies on ex
   on plain TCP, whose ``socket._sock`` is the stdlib socket) and ``_stream_lock`` (the
   ``trio.Lock`` its own writes take, so ours never interleave with its pings, pongs and close
   frames);
+- ``_stream.aclose()`` to drop a connection whose last frame is half written (:func:`abort`);
 - ``_close_reason`` (None while open), ``_wsproto.state`` (wsproto's ``ConnectionState``) and
   ``_abort_web_socket()`` (what it does itself when the stream breaks).
 
@@ -80,6 +81,12 @@ def try_send_nowait(ws: WebSocketConnection, sock: socket.socket, data: bytes) -
         return sock.send(data)
     except BlockingIOError:
         return 0
+
+
+async def abort(ws: WebSocketConnection) -> None:
+    """End the connection without a close frame, when a frame is half written: a close frame
+    after it would read as garbage. The client sees the connection drop (1006)."""
+    await ws._stream.aclose()
 
 
 async def send_frames(ws: WebSocketConnection, data: bytes) -> None:

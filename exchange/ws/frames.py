@@ -146,14 +146,20 @@ class Outbox:
         return True
 
     async def get_all(self) -> list[tuple[Frame, ...]]:
-        """Wait until something is queued; take all of it."""
-        while not self._items:
+        """Wait until something is queued; take all of it (empty once closed and drained)."""
+        while not self._items and not self.closed:
             self._ready = trio.Event()
             await self._ready.wait()
         items = list(self._items)
         self._items.clear()
         return items
 
-    def close(self) -> None:
+    def close(self, *, keep_first: bool = False) -> None:
+        """Take nothing more and drop what is queued, but the first batch with ``keep_first``
+        (the rest of a frame already half written)."""
         self.closed = True
+        first = self._items[0] if keep_first and self._items else None
         self._items.clear()
+        if first is not None:
+            self._items.append(first)
+        self._ready.set()

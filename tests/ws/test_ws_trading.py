@@ -380,7 +380,10 @@ async def test_a_client_that_does_not_read_is_closed_1008_and_nothing_is_doubled
     from exchange.ws.server import Options
     from exchange.ws.session import Limits
 
-    options = Options(limits=Limits(outbox_batches=8), send_buffer_bytes=4096)
+    # It reads only once it has sent everything: the frame under way when it is kicked, and
+    # the close frame, wait for it that long.
+    limits = Limits(outbox_batches=8, close_timeout_s=TIMEOUT_S)
+    options = Options(limits=limits, send_buffer_bytes=4096)
     sent = 3000
     async with (
         ws_server(

@@ -80,7 +80,12 @@ class Client(Session):
         self._socket = raw_socket(ws) if ws is not None and limits.direct_write else None
 
     def deliver(self, frames: tuple[Frame, ...]) -> None:
-        if self.sender_idle and self._socket is not None and not self.outbox:
+        if (
+            self.sender_idle
+            and self._socket is not None
+            and not self.outbox.closed
+            and not self.outbox
+        ):
             # Fast path: nothing queued, nobody writing: send now, queue only the rest.
             out: list[bytes] = []
             self.outgoing((frames,), out)
@@ -94,6 +99,7 @@ class Client(Session):
                 return
             if sent == len(data):
                 return
+            self.mid_frame = bool(sent)  # until the sender has written the rest
             frames = (Frame(data[sent:]),)  # already gated: raw bytes from here on
         super().deliver(frames)
 
