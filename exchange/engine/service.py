@@ -49,7 +49,7 @@ entries. (An earlier shape, a reader, a processor and a writer overlapping their
 spent two hops per batch and took batches of one or two entries.) Everything queued stays in
 ``_unwritten`` until written.
 
-**Shutdown.** Cancellation (SIGINT/SIGTERM in ``bin/engine``) reaches the tasks at an await
+**Shutdown.** Cancellation (SIGINT/SIGTERM in ``bin/engine``) reaches the loop at an await
 (applying a batch has none, so a batch is applied whole); the ``finally`` writes whatever is
 still queued (checking the flushed mark first, a write may have been cut short) and takes a last
 snapshot, shielded and bounded in time.
